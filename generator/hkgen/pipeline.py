@@ -1,0 +1,81 @@
+"""The pipeline as functions: load -> validate -> model -> plan -> render -> verify -> write.
+
+The CLI, `hkgen publish` and the tests drive hkgen through these; each stage lives in its own
+module and this one only wires them, so every command runs the same stages the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError, UsageError
+from .load import Document, load_file
+from .validate import Validation, validate_document
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .render import Rendered
+
+__all__ = ["Rendering", "cluster_file_for", "render_cluster", "validate_cluster"]
+
+
+def cluster_file_for(path: Path) -> Path:
+    """The cluster.yaml a command-line PATH refers to: the file, its folder, or any file inside
+    a cluster folder (what pre-commit passes)."""
+    if path.is_dir():
+        if (path / "cluster.yaml").exists():
+            return path / "cluster.yaml"
+        raise UsageError(f"{path}: no cluster.yaml in this folder")
+    if path.name == "cluster.yaml" or path.suffix in (".yaml", ".yml") and not path.parent.joinpath("cluster.yaml").exists():
+        return path
+    for parent in path.parents:
+        candidate = parent / "cluster.yaml"
+        if candidate.exists():
+            return candidate
+    raise UsageError(f"{path}: not inside a cluster folder (no cluster.yaml above it)")
+
+
+def display_name(path: Path) -> str:
+    """How a path is shown in messages: relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def validate_cluster(path: Path) -> tuple[Document, Validation]:
+    """Load and validate; `ConfigError` for a file that cannot be loaded at all."""
+    file = cluster_file_for(path)
+    doc = load_file(file, display_name(file))
+    return doc, validate_document(doc)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A validated, planned, rendered and verified cluster, ready to write."""
+
+    root: Path
+    validation: Validation
+    plan: Plan
+    tree: Rendered
+    modes: dict[PurePosixPath, int]
+
+
+def render_cluster(path: Path, *, verify: bool = True) -> Rendering:
+    """Run every stage up to (not including) the write; raise on the first failing stage."""
+    from .plan import build_plan
+    from .render import render_plan
+    from .verify import verify as verify_tree
+
+    file = cluster_file_for(path)
+    _doc, validation = validate_cluster(file)
+    if validation.errors or validation.cluster is None:
+        raise ConfigError(validation.problems)
+    plan = build_plan(validation.cluster)
+    tree = render_plan(plan)
+    if verify:
+        verify_tree(plan, tree)
+    modes = {f.path: f.mode for f in plan.files}
+    return Rendering(file.parent, validation, plan, tree, modes)

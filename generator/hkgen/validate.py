@@ -1,0 +1,517 @@
+"""Stage 2, validate: the schema, then the cluster-wide rules a schema cannot say.
+
+Every problem is collected before anything is reported, located at the YAML line and column it
+concerns and phrased for a person (with a fix hint where one exists). Warnings (a single point
+of failure, for instance) are reported too but do not make the file invalid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Problem
+from .load import Document, PathKey
+from .model import Cluster, build_model
+
+__all__ = ["Validation", "validate_document"]
+
+# Human names for the schema's patterns, so a message says what was expected.
+_PATTERN_NAMES = {
+    "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$": "a lowercase name of letters, digits and '-' (at most 63, no leading or trailing '-')",
+    "^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$": "a lowercase name starting with a letter (letters, digits, '-', at most 32)",
+    "^([0-9a-f]{2}:){5}[0-9a-f]{2}$": "a MAC address like dc:a6:32:01:02:03 (lowercase)",
+    "^([0-9*/,-]+ ){4}[0-9*/,-]+$": "a 5-field cron expression",
+    "^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$": "a device id as listed in /dev/disk/by-id or /dev/serial/by-id (no '/')",
+    "^age1[02-9ac-hj-np-z]{58}$": "an age public key (age1 followed by 58 characters)",
+}
+_FREE_TEXT = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+_YAML11_BOOLS = {"on", "off", "yes", "no", "y", "n", "On", "Off", "Yes", "No", "ON", "OFF", "YES", "NO"}
+_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+               "object": "a mapping", "array": "a list", "null": "null"}
+BOARD_MEMORY = {"rpi4": {2, 4, 8}, "rpi5": {2, 4, 8, 16}, "cm4": {2, 4, 8}}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Outcome of validating one cluster file."""
+
+    problems: tuple[Problem, ...]
+    cluster: Cluster | None
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        """Problems that make the file invalid."""
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        """Findings worth a look that do not make the file invalid."""
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for a message: repr-escaped (no raw control characters) and truncated."""
+    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else repr(value)
+    if isinstance(value, dict | list):
+        text = "a mapping" if isinstance(value, dict) else "a list"
+    if len(text) > limit:
+        text = text[: limit - 4] + "...'"
+    return text
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "mapping" if isinstance(value, dict) else "list"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else ""
+
+
+def _schema_problems(doc: Document, schema: dict[str, Any]) -> Iterator[Problem]:
+    from jsonschema import Draft7Validator
+
+    validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
+    for err in validator.iter_errors(doc.data):
+        path: PathKey = tuple(err.absolute_path)
+        yield from _translate(doc, err, path)
+
+
+def _translate(doc: Document, err: Any, path: PathKey) -> Iterator[Problem]:
+    kind, sub, value = err.validator, err.schema, err.instance
+    if kind == "additionalProperties":
+        allowed = sorted(sub.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        if not sub.get("properties") and isinstance(sub.get("additionalProperties"), bool):
+            allowed = []
+        for key in extra:
+            hint = _suggest(key, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else "")
+            yield doc.problem((*path, key), f"unknown key {_show(key)}", hint=hint, key=True)
+        return
+    if kind == "required":
+        missing = err.validator_value
+        for key in missing:
+            if isinstance(value, dict) and key not in value:
+                yield doc.problem(path, f"missing required key '{key}'", key=True)
+        return
+    if kind == "propertyNames":
+        yield doc.problem(path, f"key {_show(value)} is not allowed here", key=True)
+        return
+    if kind == "type":
+        expected = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+        want = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        hint = ""
+        if "boolean" in expected and value in _YAML11_BOOLS:
+            hint = "write true or false; on/off/yes/no are plain strings in YAML 1.2"
+        elif "string" in expected and isinstance(value, int | float) and not isinstance(value, bool):
+            hint = "quote the value"
+        yield doc.problem(path, f"expected {want}, got {_type_of(value)} {_show(value)}", hint=hint)
+        return
+    if kind == "enum":
+        options = ", ".join(_show(o) for o in sub["enum"])
+        yield doc.problem(path, f"{_show(value)} is not one of {options}",
+                          hint=_suggest(str(value), [str(o) for o in sub["enum"]]))
+        return
+    if kind == "const":
+        yield doc.problem(path, f"must be {_show(sub['const'])}, got {_show(value)}",
+                          hint="run `hkgen migrate` to upgrade an older file" if path == ("version",) else "")
+        return
+    if kind == "pattern":
+        if sub["pattern"] == _FREE_TEXT:
+            yield doc.problem(path, "text contains a control character or line break",
+                              hint="keep free text on one line, printable characters only")
+            return
+        what = _PATTERN_NAMES.get(sub["pattern"], "")
+        message = f"{_show(value)} is not {what}" if what else f"{_show(value)} does not match the expected form"
+        hint = ""
+        if sub["pattern"].startswith("^([0-9a-f]{2}:)") and isinstance(value, str) and value.lower() != value:
+            hint = f"write it in lowercase: '{value.lower()}'"
+        if "ipv4" in str(sub.get("format", "")) or "25[0-5]" in sub["pattern"]:
+            message = f"{_show(value)} is not {_ip_kind(sub['pattern'])}"
+        yield doc.problem(path, message, hint=hint or _pattern_hint(sub, value))
+        return
+    if kind == "format":
+        yield doc.problem(path, f"{_show(value)} is not a valid {sub['format']} value")
+        return
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = "at least" if "inimum" in kind else "at most"
+        yield doc.problem(path, f"{_show(value)} is out of range: must be {word} {err.validator_value}")
+        return
+    if kind in ("minItems", "maxItems"):
+        word = "at least" if kind == "minItems" else "at most"
+        yield doc.problem(path, f"needs {word} {err.validator_value} item(s), has {len(value)}")
+        return
+    if kind in ("minLength", "maxLength"):
+        word = "at least" if kind == "minLength" else "at most"
+        yield doc.problem(path, f"must be {word} {err.validator_value} character(s) long, is {len(value)}")
+        return
+    if kind in ("maxProperties", "minProperties"):
+        word = "at least" if kind == "minProperties" else "at most"
+        yield doc.problem(path, f"needs {word} {err.validator_value} key(s), has {len(value)}")
+        return
+    if kind == "uniqueItems":
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            marker = repr(item)
+            if marker in seen:
+                yield doc.problem((*path, i), f"duplicate item {_show(item)}")
+            seen.add(marker)
+        return
+    yield doc.problem(path, err.message)
+
+
+def _ip_kind(pattern: str) -> str:
+    if "-(" in pattern:
+        return "an address range FIRST-LAST like 192.168.10.200-192.168.10.220"
+    if "/(" in pattern:
+        return "a network like 192.168.10.0/24"
+    return "an IPv4 address like 192.168.10.11"
+
+
+def _pattern_hint(sub: dict[str, Any], value: Any) -> str:
+    if isinstance(value, str) and value != value.lower() and "a-z" in sub["pattern"] and "A-Z" not in sub["pattern"]:
+        return "use lowercase letters"
+    return ""
+
+
+# --- semantic checks ------------------------------------------------------------------------
+
+
+class _Checks:
+    """Cluster-wide rules over the defaulted data; `data` paths map straight to source lines."""
+
+    def __init__(self, doc: Document, data: dict[str, Any], cluster: Cluster) -> None:
+        self.doc, self.data, self.c = doc, data, cluster
+        self.out: list[Problem] = []
+
+    def err(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
+        self.out.append(self.doc.problem(path, message, hint=hint, key=key))
+
+    def warn(self, path: PathKey, message: str, hint: str = "", *, key: bool = False) -> None:
+        self.out.append(self.doc.problem(path, message, hint=hint, key=key, severity="warning"))
+
+    def run(self) -> list[Problem]:
+        self.topology()
+        self.boards()
+        self.uniqueness()
+        self.network()
+        self.storage()
+        self.devices()
+        self.zigbee()
+        self.apps()
+        self.capacity()
+        self.timezone()
+        return self.out
+
+    def topology(self) -> None:
+        cps = self.c.control_planes
+        single = self.c.topology == "single-node"
+        if not cps:
+            self.err(("nodes",), "no control-plane node", "give one node role: control-plane (three for HA)", key=True)
+            return
+        if single:
+            if len(self.c.nodes) > 1:
+                self.err(("cluster", "topology"),
+                         f"topology single-node declares one node, but {len(self.c.nodes)} are listed",
+                         "set topology: ha and list three control planes")
+            elif self.c.replicas > 1:
+                self.err(("storage", "longhorn", "replicas"),
+                         f"a single-node cluster can hold only 1 replica, not {self.c.replicas}",
+                         "set storage.longhorn.replicas: 1")
+            return
+        if len(cps) == 1:
+            self.err(("nodes", cps[0].index, "role"), "only one control plane in an HA cluster",
+                     "add two more control planes, or declare cluster.topology: single-node")
+        elif len(cps) == 2:
+            self.err(("nodes", cps[1].index, "role"),
+                     "two control planes cannot keep quorum: losing either one stops the cluster",
+                     "add a third control plane (dqlite needs three voters)")
+        if self.c.replicas == 1:
+            self.err(("storage", "longhorn", "replicas"),
+                     "volumes with one replica are lost with their node",
+                     "set storage.longhorn.replicas to 2 or 3")
+
+    def boards(self) -> None:
+        for node in self.c.nodes:
+            allowed = BOARD_MEMORY[node.board]
+            if node.memory_gib not in allowed:
+                sizes = ", ".join(str(m) for m in sorted(allowed))
+                self.err(("nodes", node.index, "memoryGiB"),
+                         f"a {node.board} comes with {sizes} GiB, not {node.memory_gib}")
+            if node.link == "wifi" and node.wifi is None:
+                self.err(("nodes", node.index, "link"), "link is wifi but no wifi settings are given",
+                         "add wifi: {ssid: ..., country: ..}")
+        for sat in self.c.satellites:
+            if sat.link == "wifi" and sat.wifi is None:
+                self.err(("satellites", sat.index, "link"), "link is wifi but no wifi settings are given",
+                         "add wifi: {ssid: ..., country: ..}")
+
+    def uniqueness(self) -> None:
+        seen_names: dict[str, PathKey] = {}
+        seen_ips: dict[str, str] = {self.c.gateway: "the gateway"}
+        seen_macs: dict[str, str] = {}
+        hosts: list[tuple[str, int, str, str, str]] = [
+            ("nodes", n.index, n.hostname, n.ip, n.mac) for n in self.c.nodes
+        ] + [("satellites", s.index, s.hostname, s.ip, s.mac) for s in self.c.satellites]
+        for section, idx, host, ip, mac in hosts:
+            label = f"{host}"
+            if host in seen_names:
+                first = seen_names[host]
+                self.err((section, idx, "hostname"), f"host name '{host}' is used twice",
+                         f"first used at line {self.doc.where(first)[0]}")
+            else:
+                seen_names[host] = (section, idx, "hostname")
+            if ip in seen_ips:
+                self.err((section, idx, "ip"), f"address {ip} is already used by {seen_ips[ip]}")
+            else:
+                seen_ips[ip] = label
+            if mac in seen_macs:
+                self.err((section, idx, "mac"), f"MAC address {mac} is already used by {seen_macs[mac]}")
+            else:
+                seen_macs[mac] = label
+        for net in self.c.zigbee:
+            if net.host and net.host in seen_ips:
+                self.err(("zigbee", "networks", net.index, "coordinator", "host"),
+                         f"address {net.host} is already used by {seen_ips[net.host]}")
+        names: dict[str, int] = {}
+        for net in self.c.zigbee:
+            if net.name in names:
+                self.err(("zigbee", "networks", net.index, "name"), f"Zigbee network name '{net.name}' is used twice")
+            names.setdefault(net.name, net.index)
+        topics: dict[str, int] = {}
+        for net in self.c.zigbee:
+            if net.base_topic in topics:
+                self.err(("zigbee", "networks", net.index, "baseTopic"),
+                         f"MQTT base topic '{net.base_topic}' is used by two networks")
+            topics.setdefault(net.base_topic, net.index)
+        catalogue = {a.name for a in self.c.apps}
+        custom_seen: set[str] = set()
+        for i, app in enumerate(self.c.custom_apps):
+            if app.name in custom_seen or app.name in catalogue:
+                self.err(("customApps", i, "name"), f"app name '{app.name}' is already taken")
+            custom_seen.add(app.name)
+        addons: set[str] = set()
+        for i, (name, _args) in enumerate(self.c.addons):
+            if name in addons:
+                self.err(("microk8s", "addons", i, "name"), f"addon '{name}' is listed twice")
+            addons.add(name)
+
+    def _net(self, path: PathKey, text: str) -> ipaddress.IPv4Network | None:
+        try:
+            return ipaddress.IPv4Network(text)
+        except ValueError:
+            fixed = ipaddress.IPv4Network(text, strict=False)
+            self.err(path, f"{text} has host bits set", f"did you mean {fixed}?")
+            return None
+
+    def network(self) -> None:
+        lan = self._net(("network", "lan"), self.c.lan)
+        pod = self._net(("network", "podCidr"), self.c.pod_cidr)
+        svc = self._net(("network", "serviceCidr"), self.c.service_cidr)
+        ranges = [("LAN", ("network", "lan"), lan), ("pod network", ("network", "podCidr"), pod),
+                  ("service network", ("network", "serviceCidr"), svc)]
+        for i, (name_a, _pa, a) in enumerate(ranges):
+            for name_b, path_b, b in ranges[i + 1:]:
+                if a is not None and b is not None and a.overlaps(b):
+                    self.err(path_b, f"the {name_b} {b} overlaps the {name_a} {a}",
+                             "pick a range that overlaps neither (MicroK8s defaults: pods 10.1.0.0/16, services 10.152.183.0/24)")
+        if lan is None:
+            return
+
+        def in_lan(path: PathKey, ip: str, what: str) -> None:
+            addr = ipaddress.IPv4Address(ip)
+            if addr not in lan:
+                self.err(path, f"{what} {ip} is outside the LAN {lan}")
+            elif addr in (lan.network_address, lan.broadcast_address) and lan.prefixlen < 31:
+                self.err(path, f"{what} {ip} is the LAN's {'network' if addr == lan.network_address else 'broadcast'} address")
+
+        in_lan(("network", "gateway"), self.c.gateway, "gateway")
+        for n in self.c.nodes:
+            in_lan(("nodes", n.index, "ip"), n.ip, "address")
+        for s in self.c.satellites:
+            in_lan(("satellites", s.index, "ip"), s.ip, "address")
+        first, last = (ipaddress.IPv4Address(x) for x in self.c.lb_pool)
+        pool_path: PathKey = ("network", "loadBalancerPool")
+        if first > last:
+            self.err(pool_path, f"the pool starts at {first} but ends before it, at {last}")
+            return
+        if first not in lan or last not in lan:
+            self.err(pool_path, f"the load-balancer pool {first}-{last} is not inside the LAN {lan}")
+            return
+        taken = [(self.c.gateway, "the gateway")] + [(n.ip, n.hostname) for n in self.c.nodes] + \
+                [(s.ip, s.hostname) for s in self.c.satellites] + [(d, "a DNS server") for d in self.c.dns]
+        for ip, who in taken:
+            if first <= ipaddress.IPv4Address(ip) <= last:
+                self.err(pool_path, f"the load-balancer pool holds {ip}, used by {who}",
+                         "move the pool to addresses nothing else uses (and exclude them from DHCP)")
+
+    def storage(self) -> None:
+        storage_nodes = self.c.storage_nodes
+        if not any(n.schedulable for n in storage_nodes):
+            self.err(("nodes",), "no schedulable node has a disk for Longhorn",
+                     "give at least one schedulable node a disk under disks:", key=True)
+        if self.c.topology == "ha" and self.c.replicas > len(storage_nodes):
+            self.err(("storage", "longhorn", "replicas"),
+                     f"{self.c.replicas} replicas need {self.c.replicas} storage nodes, "
+                     f"but only {len(storage_nodes)} node(s) have disks",
+                     f"lower replicas to {max(len(storage_nodes), 1)} or add disks to more nodes")
+        seen: dict[str, str] = {}
+        for node in self.c.nodes:
+            for j, disk in enumerate(node.disks):
+                if disk.id in seen:
+                    self.err(("nodes", node.index, "disks", j, "id"), f"disk {disk.id!r} is already listed on {seen[disk.id]}")
+                seen[disk.id] = node.hostname
+
+    def devices(self) -> None:
+        for node in self.c.nodes:
+            names: set[str] = set()
+            for j, dev in enumerate(node.usb_devices):
+                if dev.name in names:
+                    self.err(("nodes", node.index, "usbDevices", j, "name"), f"device name '{dev.name}' is used twice on {node.hostname}")
+                names.add(dev.name)
+        for sat in self.c.satellites:
+            names, ports = set(), set()
+            for j, dev in enumerate(sat.serial_devices):
+                if dev.name in names:
+                    self.err(("satellites", sat.index, "serialDevices", j, "name"), f"device name '{dev.name}' is used twice on {sat.hostname}")
+                if dev.port in ports:
+                    self.err(("satellites", sat.index, "serialDevices", j, "port"), f"port {dev.port} is used twice on {sat.hostname}")
+                names.add(dev.name)
+                ports.add(dev.port)
+
+    def zigbee(self) -> None:
+        used: dict[tuple[str, str], str] = {}
+        nodes = {n.hostname: n for n in self.c.nodes}
+        sats = {s.hostname: s for s in self.c.satellites}
+        for net in self.c.zigbee:
+            base: PathKey = ("zigbee", "networks", net.index, "coordinator")
+            given = [k for k in ("node", "satellite", "host") if getattr(net, k) is not None]
+            if len(given) != 1:
+                self.err(base, "say where the coordinator is with exactly one of node, satellite or host"
+                         + (f" (found {', '.join(given)})" if given else ""), key=True)
+                continue
+            where = given[0]
+            if where == "host":
+                if net.port is None:
+                    self.err(base, "a network coordinator needs a port", "add port: 6638", key=True)
+                if net.device is not None:
+                    self.err((*base, "device"), "device belongs with node or satellite, not host", key=True)
+                continue
+            if net.port is not None:
+                self.err((*base, "port"), "port belongs with host; a satellite's port is set on the satellite", key=True)
+            if net.device is None:
+                self.err(base, f"name the device on the {where}", "add device: <name from usbDevices/serialDevices>", key=True)
+                continue
+            owner = net.node if where == "node" else net.satellite
+            assert owner is not None
+            if where == "node":
+                if owner not in nodes:
+                    self.err((*base, "node"), f"no node called '{owner}'", _suggest(owner, nodes))
+                    continue
+                devices = {d.name: d for d in nodes[owner].usb_devices}
+                if net.device not in devices:
+                    self.err((*base, "device"), f"node {owner} has no USB device called '{net.device}'",
+                             _suggest(net.device, devices) or f"add it under nodes[{nodes[owner].index}].usbDevices")
+                    continue
+                if devices[net.device].kind != "zigbee":
+                    self.err((*base, "device"), f"device '{net.device}' on {owner} is a {devices[net.device].kind} device, not zigbee")
+                self.warn(base,
+                          f"zigbee2mqtt-{net.name} is pinned to {owner} by its USB coordinator: "
+                          f"if {owner} fails, this Zigbee network stays down until it is back",
+                          "move the stick to a satellite Pi or use a network coordinator", key=True)
+            else:
+                if owner not in sats:
+                    self.err((*base, "satellite"), f"no satellite called '{owner}'", _suggest(owner, sats))
+                    continue
+                serial = {d.name for d in sats[owner].serial_devices}
+                if net.device not in serial:
+                    self.err((*base, "device"), f"satellite {owner} serves no device called '{net.device}'",
+                             _suggest(net.device, serial))
+                    continue
+            key = (owner, net.device)
+            if key in used:
+                self.err((*base, "device"), f"device '{net.device}' on {owner} is already the coordinator of {used[key]}")
+            used[key] = net.name
+
+    def apps(self) -> None:
+        mosq = self.c.app("mosquitto")
+        if mosq is not None:
+            ip = mosq.settings["loadBalancerIP"]
+            first, last = (ipaddress.IPv4Address(x) for x in self.c.lb_pool)
+            if not first <= ipaddress.IPv4Address(ip) <= last:
+                self.err(("apps", "mosquitto", "loadBalancerIP"),
+                         f"{ip} is outside the load-balancer pool {first}-{last}")
+        z2m = self.c.app("zigbee2mqtt")
+        if z2m is not None and not self.c.zigbee:
+            self.err(("apps", "zigbee2mqtt", "enabled"), "zigbee2mqtt is enabled but no Zigbee network is declared",
+                     "add zigbee.networks, or set enabled: false")
+        needs_mqtt = [a.name for a in self.c.apps if a.enabled and a.name in ("zigbee2mqtt",)]
+        if needs_mqtt and mosq is None:
+            self.err(("apps",), f"{', '.join(needs_mqtt)} needs mosquitto, which is not enabled", key=True)
+        ha = self.c.app("home-assistant")
+        if ha is not None and ha.settings.get("recorder") == "postgres" and self.c.app("grafana") is None:
+            pass  # the recorder database gets a CloudNativePG cluster of its own; no dependency on grafana
+        needs_backup = [a.name for a in self.c.apps if a.enabled and a.name == "monitoring" and a.settings.get("thanos")]
+        if needs_backup and self.c.backup is None:
+            self.err(("apps", "monitoring", "thanos"), "Thanos needs an object store: storage.backup.s3 is not set",
+                     "configure storage.backup, or set thanos: false")
+
+    def capacity(self) -> None:
+        from .capacity import all_workloads, allocatable_mib, platform_memory_mib
+
+        schedulable = self.c.schedulable_nodes
+        if not schedulable:
+            self.err(("nodes",), "no schedulable node: every node is tainted NoSchedule", key=True)
+            return
+        workloads = all_workloads(self.c)
+        need = platform_memory_mib(self.c) + sum(w.memory_mib * w.replicas for w in workloads)
+        have = sum(allocatable_mib(n) for n in schedulable)
+        if need > have:
+            self.err(("apps",), f"enabled apps and the platform request {need} MiB of memory, but the schedulable "
+                     f"nodes offer {have} MiB", "disable an app, lower memoryMiB settings or add a node", key=True)
+        biggest = max(allocatable_mib(n) for n in schedulable)
+        for w in workloads:
+            if w.memory_mib > biggest:
+                self.err(("apps",), f"{w.name} requests {w.memory_mib} MiB, more than any node can give ({biggest} MiB)",
+                         key=True)
+
+    def timezone(self) -> None:
+        import zoneinfo
+
+        tz = self.c.timezone
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            self.err(("cluster", "timezone"), f"unknown time zone '{tz}'",
+                     _suggest(tz, zoneinfo.available_timezones()))
+
+
+def validate_document(doc: Document) -> Validation:
+    """Schema-check `doc`, then (if it is well-formed) build the model and run the semantic checks."""
+    from .catalogue import load_catalogue
+    from .schema import apply_defaults, cluster_schema, default_versions
+
+    schema = cluster_schema()
+    if not isinstance(doc.data, dict):
+        return Validation((doc.problem((), f"expected a mapping at the top level, got {_type_of(doc.data)}"),), None)
+    problems = list(_schema_problems(doc, schema))
+    if problems:
+        return Validation(tuple(sorted(set(problems))), None)
+    data = apply_defaults(doc.data)
+    cluster = build_model(data, doc.file, default_versions(), list(load_catalogue()))
+    problems = _Checks(doc, data, cluster).run()
+    return Validation(tuple(sorted(set(problems))), cluster if not any(p.severity == "error" for p in problems) else None)
