@@ -27,6 +27,7 @@ def _out(line: str = "") -> None:
 
 
 def _err(line: str) -> None:
+    sys.stdout.flush()
     sys.stderr.write(line + "\n")
 
 
@@ -161,16 +162,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hkgen` console script."""
-    from .errors import HkgenError
+    from .errors import HkgenError, ProblemsError
 
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
         return code
+    except ProblemsError as err:
+        for line in err.lines():
+            _out(line)
+        return err.exit_code
     except HkgenError as err:
         for line in err.lines():
-            (_out if err.exit_code == 1 and line[:1] not in ("", " ") and ":" in line else _err)(line)
+            _err(f"hkgen: {line}")
         return err.exit_code
     except KeyboardInterrupt:
         _err("hkgen: interrupted")

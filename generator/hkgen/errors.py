@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "HkgenError",
     "Problem",
+    "ProblemsError",
     "RenderError",
     "Severity",
     "ToolError",
@@ -64,7 +65,7 @@ class UsageError(HkgenError):
     exit_code = 2
 
 
-class _ProblemsError(HkgenError):
+class ProblemsError(HkgenError):
     """An error that carries located problems, all of them, sorted."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
@@ -75,15 +76,15 @@ class _ProblemsError(HkgenError):
         return [p.format() for p in self.problems]
 
 
-class ConfigError(_ProblemsError):
+class ConfigError(ProblemsError):
     """The cluster file (or a file it refers to) is invalid."""
 
 
-class RenderError(_ProblemsError):
+class RenderError(ProblemsError):
     """A template failed to render; problems name the template and the output path."""
 
 
-class VerifyError(_ProblemsError):
+class VerifyError(ProblemsError):
     """A rendered file failed verification (reparse, kustomize build or schema check)."""
 
 

@@ -206,6 +206,7 @@ class Cluster:
     pod_cidr: str
     service_cidr: str
     lb_pool: tuple[str, str]
+    ingress_ip: str
     api_server_names: tuple[str, ...]
     os_release: str
     admins: tuple[Admin, ...]
@@ -388,7 +389,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         source=source, name=cl["name"], domain=cl["domain"], topology=cl["topology"], timezone=cl["timezone"],
         locale=cl["locale"], description=cl.get("description", ""),
         lan=net["lan"], gateway=net["gateway"], dns=tuple(net["dns"]), ntp=tuple(net["ntp"]),
-        pod_cidr=net["podCidr"], service_cidr=net["serviceCidr"], lb_pool=(first, last),
+        pod_cidr=net["podCidr"], service_cidr=net["serviceCidr"], lb_pool=(first, last), ingress_ip=net["ingressIP"],
         api_server_names=tuple(net["apiServerNames"]),
         os_release=os_["release"],
         admins=tuple(Admin(a["name"], tuple(a["sshKeys"])) for a in os_["admins"]),

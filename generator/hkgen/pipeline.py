@@ -49,7 +49,16 @@ def validate_cluster(path: Path) -> tuple[Document, Validation]:
     """Load and validate; `ConfigError` for a file that cannot be loaded at all."""
     file = cluster_file_for(path)
     doc = load_file(file, display_name(file))
-    return doc, validate_document(doc)
+    result = validate_document(doc)
+    if result.cluster is not None:
+        from .secrets import check_secrets_file
+
+        extra = check_secrets_file(result.cluster, file.parent, doc)
+        if extra:
+            problems = tuple(sorted({*result.problems, *extra}))
+            broken = any(p.severity == "error" for p in extra)
+            result = Validation(problems, None if broken else result.cluster)
+    return doc, result
 
 
 @dataclass(frozen=True)

@@ -448,13 +448,26 @@ class _Checks:
             used[key] = net.name
 
     def apps(self) -> None:
+        first, last = (ipaddress.IPv4Address(x) for x in self.c.lb_pool)
+        fixed: dict[str, str] = {}
+        wanted = [(("network", "ingressIP"), self.c.ingress_ip, "the ingress controller")]
         mosq = self.c.app("mosquitto")
         if mosq is not None:
-            ip = mosq.settings["loadBalancerIP"]
-            first, last = (ipaddress.IPv4Address(x) for x in self.c.lb_pool)
+            wanted.append((("apps", "mosquitto", "loadBalancerIP"), mosq.settings["loadBalancerIP"], "mosquitto"))
+        for path, ip, who in wanted:
             if not first <= ipaddress.IPv4Address(ip) <= last:
-                self.err(("apps", "mosquitto", "loadBalancerIP"),
-                         f"{ip} is outside the load-balancer pool {first}-{last}")
+                self.err(path, f"{ip} is outside the load-balancer pool {first}-{last}")
+            elif ip in fixed:
+                self.err(path, f"{ip} is already the address of {fixed[ip]}")
+            fixed.setdefault(ip, who)
+        from .catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+        web = [a.name for a in self.c.apps if a.enabled and dict(catalogue[a.name].expose).get("host")]
+        web += [c.name for c in self.c.custom_apps if c.expose == "ingress"]
+        if web and "ingress" not in {name for name, _ in self.c.addons}:
+            self.err(("microk8s", "addons"), f"{', '.join(web)} {'is' if len(web) == 1 else 'are'} served through "
+                     "an ingress, but the ingress addon is not enabled", "add - name: ingress", key=True)
         z2m = self.c.app("zigbee2mqtt")
         if z2m is not None and not self.c.zigbee:
             self.err(("apps", "zigbee2mqtt", "enabled"), "zigbee2mqtt is enabled but no Zigbee network is declared",
