@@ -1,0 +1,44 @@
+"""Helpers shared by the subcommand modules: output and PATH arguments."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UsageError
+
+__all__ = ["EXIT_CODES", "err", "out", "cluster_paths"]
+
+EXIT_CODES = """exit codes:
+  0  success (valid, rendered, tree current)
+  1  problems found: invalid cluster file, stale or refused tree, failed verification
+  2  usage error: bad arguments, missing path
+  3  an external tool (kustomize/kubectl, git, sops) is missing, failed or timed out
+"""
+
+
+def out(line: str = "") -> None:
+    """A line of the command's result on stdout."""
+    sys.stdout.write(line + "\n")
+
+
+def err(line: str) -> None:
+    """A status or error line on stderr (stdout flushed first so the two interleave correctly)."""
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+
+
+def cluster_paths(values: Sequence[str]) -> list[Path]:
+    """Command-line PATHs -> distinct cluster.yaml files (a file, its folder, or a file inside it)."""
+    from ..pipeline import cluster_file_for
+
+    seen: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if not path.exists():
+            raise UsageError(f"{value}: no such file or folder")
+        file = cluster_file_for(path)
+        if file.resolve() not in [p.resolve() for p in seen]:
+            seen.append(file)
+    return seen
