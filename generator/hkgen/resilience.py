@@ -23,7 +23,9 @@ from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatab
 from .catalogue import Workload
 from .model import Cluster, Node
 
-__all__ = ["DEFAULTS", "TIMINGS", "Analysis", "analyse"]
+__all__ = ["DEFAULTS", "DEFAULT_POLICY", "JSON_VERSION", "TIMINGS", "Analysis", "analyse", "report"]
+
+JSON_VERSION = 1  # layout version of the `hkgen plan --format json` document
 
 # Kubernetes/MicroK8s defaults the tuned figures are compared with (domain-notes §4.1).
 DEFAULTS: dict[str, int] = {"node_monitor_grace": 50, "eviction": 300, "force_detach": 360}
@@ -98,7 +100,8 @@ def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
         if comp.placement == "every-node":
             pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True))
         elif comp.placement == "storage-nodes":
-            pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True, storage_only=True))
+            pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib,
+                            every_node=True, storage_only=True))
         else:
             pods.extend(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib) for _ in range(comp.replicas))
     for w in workloads:
@@ -109,7 +112,9 @@ def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
     return pods
 
 
-def place(cluster: Cluster, pods: list[Pod], down: frozenset[str] = frozenset()) -> tuple[dict[str, NodeLoad], list[Pod]]:
+def place(
+    cluster: Cluster, pods: list[Pod], down: frozenset[str] = frozenset()
+) -> tuple[dict[str, NodeLoad], list[Pod]]:
     """Place `pods` on the nodes not in `down`; return the loads and the pods that fit nowhere."""
     loads = {n.hostname: NodeLoad(n) for n in cluster.nodes if n.hostname not in down}
     unplaced: list[Pod] = []
@@ -333,3 +338,66 @@ def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysi
         recoveries=tuple(recoveries(cluster, workloads, rendered)), volumes=tuple(volumes),
         volumes_not_fitting=tuple(fit_volumes(cluster, volumes)), settings=rendered,
     )
+
+
+def report(a: Analysis) -> dict[str, Any]:
+    """The analysis as the stable JSON document of `hkgen plan --format json` (docs/plan-json.md)."""
+    c = a.cluster
+
+    nodes = []
+    for n in c.nodes:
+        load = a.loads[n.hostname]
+        nodes.append({
+            "hostname": n.hostname, "role": n.role,
+            "dqlite": "voter" if n in c.voters else "stand-by" if n in c.standbys else None,
+            "schedulable": n.schedulable, "board": n.board, "memory_gib": n.memory_gib,
+            "storage_gb": n.storage_gb,
+            "memory_mib": {"allocatable": allocatable_mib(n), "requested": load.mem, "headroom": load.free_mem},
+            "cpu_millis": {"allocatable": allocatable_cpu_millis(n), "requested": load.cpu, "headroom": load.free_cpu},
+            "pods": sorted(p.workload for p in load.pods),
+        })
+    failures = [{
+        "node": f.node, "quorum_kept": f.quorum_kept, "voters_left": f.voters_left,
+        "pods_without_a_place": list(f.stranded), "pinned_workloads_down": list(f.pinned_down),
+        "volumes_losing_last_replica": list(f.volumes_at_risk),
+        "volumes_not_fitting_after": list(f.volumes_not_fitting),
+        "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
+    } for f in a.failures]
+    recoveries = [{
+        "workload": r.workload, "app": r.app, "kind": r.kind,
+        "steps": [{"what": what, "seconds": s} for what, s in r.steps],
+        "seconds_until_running": r.seconds, "app_start_seconds": r.start,
+        "defaults_seconds_until_running": r.default_seconds,
+    } for r in a.recoveries]
+    spofs = sorted({w for f in a.failures for w in f.pinned_down})
+    return {
+        "format": JSON_VERSION,
+        "cluster": c.name,
+        "control_plane": {
+            "voters": [n.hostname for n in c.voters], "stand_bys": [n.hostname for n in c.standbys],
+            "failures_in_a_row_tolerated": a.failures_tolerated,
+        },
+        "nodes": nodes,
+        "unplaced_pods": sorted(p.workload for p in a.unplaced),
+        "single_node_failures": failures,
+        "single_points_of_failure": spofs,
+        "storage": {
+            "replicas": c.replicas,
+            "usable_gib": round(sum(usable_gib(c, n) for n in c.storage_nodes), 1),
+            "requested_gib": sum(v.size_gib for v in a.volumes) * c.replicas,
+            "volumes": [{"name": v.name, "size_gib": v.size_gib, "backup_class": v.backup_class} for v in a.volumes],
+            "volumes_not_fitting": list(a.volumes_not_fitting),
+        },
+        "failover_settings": dict(a.settings),
+        "recovery": recoveries,
+        "power_cut": {
+            "order": [{"stage": s, "what": w, "seconds": sec, "cumulative_seconds": cum}
+                      for s, w, sec, cum in a.cold_start()],
+            "home_assistant_back_seconds": a.home_assistant_back_after_power_cut(),
+        },
+        "power": a.power(),
+        "verdict": {
+            "survives_any_single_node_failure": all(f["survivable"] for f in failures) and not a.unplaced,
+            "everything_fits": not a.unplaced and not a.volumes_not_fitting,
+        },
+    }

@@ -13,8 +13,6 @@ from ._common import cluster_paths, out
 NAME = "plan"
 HELP = "show what survives a dead Pi or a power cut, predicted recovery times and power draw"
 
-JSON_VERSION = 1
-
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Arguments of `hkgen plan`."""
@@ -26,15 +24,14 @@ def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
     from ..errors import ConfigError
     from ..pipeline import validate_cluster
-    from ..resilience import analyse
+    from ..resilience import analyse, report
 
     status = 0
     for path in cluster_paths(args.paths):
         _doc, result = validate_cluster(path)
         if result.errors or result.cluster is None:
             raise ConfigError(result.problems)
-        analysis = analyse(result.cluster)
-        data = to_json(analysis)
+        data = report(analyse(result.cluster))
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1
         if args.format == "json":
@@ -43,71 +40,6 @@ def run(args: argparse.Namespace) -> int:
             for line in to_text(data):
                 out(line)
     return status
-
-
-def to_json(a: Any) -> dict[str, Any]:
-    """The stable JSON document (documented in docs/plan-json.md)."""
-    c = a.cluster
-    from ..capacity import allocatable_cpu_millis, allocatable_mib
-
-    nodes = []
-    for n in c.nodes:
-        load = a.loads[n.hostname]
-        nodes.append({
-            "hostname": n.hostname, "role": n.role,
-            "dqlite": "voter" if n in c.voters else "stand-by" if n in c.standbys else None,
-            "schedulable": n.schedulable, "board": n.board, "memory_gib": n.memory_gib,
-            "storage_gb": n.storage_gb,
-            "memory_mib": {"allocatable": allocatable_mib(n), "requested": load.mem, "headroom": load.free_mem},
-            "cpu_millis": {"allocatable": allocatable_cpu_millis(n), "requested": load.cpu, "headroom": load.free_cpu},
-            "pods": sorted(p.workload for p in load.pods),
-        })
-    failures = [{
-        "node": f.node, "quorum_kept": f.quorum_kept, "voters_left": f.voters_left,
-        "pods_without_a_place": list(f.stranded), "pinned_workloads_down": list(f.pinned_down),
-        "volumes_losing_last_replica": list(f.volumes_at_risk),
-        "volumes_not_fitting_after": list(f.volumes_not_fitting),
-        "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
-    } for f in a.failures]
-    recoveries = [{
-        "workload": r.workload, "app": r.app, "kind": r.kind,
-        "steps": [{"what": what, "seconds": s} for what, s in r.steps],
-        "seconds_until_running": r.seconds, "app_start_seconds": r.start,
-        "defaults_seconds_until_running": r.default_seconds,
-    } for r in a.recoveries]
-    spofs = sorted({w for f in a.failures for w in f.pinned_down})
-    return {
-        "format": JSON_VERSION,
-        "cluster": c.name,
-        "control_plane": {
-            "voters": [n.hostname for n in c.voters], "stand_bys": [n.hostname for n in c.standbys],
-            "failures_in_a_row_tolerated": a.failures_tolerated,
-        },
-        "nodes": nodes,
-        "unplaced_pods": sorted(p.workload for p in a.unplaced),
-        "single_node_failures": failures,
-        "single_points_of_failure": spofs,
-        "storage": {
-            "replicas": c.replicas,
-            "usable_gib": round(sum(__import__("hkgen.resilience", fromlist=["usable_gib"]).usable_gib(c, n)
-                                    for n in c.storage_nodes), 1),
-            "requested_gib": sum(v.size_gib for v in a.volumes) * c.replicas,
-            "volumes": [{"name": v.name, "size_gib": v.size_gib, "backup_class": v.backup_class} for v in a.volumes],
-            "volumes_not_fitting": list(a.volumes_not_fitting),
-        },
-        "failover_settings": dict(a.settings),
-        "recovery": recoveries,
-        "power_cut": {
-            "order": [{"stage": s, "what": w, "seconds": sec, "cumulative_seconds": cum}
-                      for s, w, sec, cum in a.cold_start()],
-            "home_assistant_back_seconds": a.home_assistant_back_after_power_cut(),
-        },
-        "power": a.power(),
-        "verdict": {
-            "survives_any_single_node_failure": all(f["survivable"] for f in failures) and not a.unplaced,
-            "everything_fits": not a.unplaced and not a.volumes_not_fitting,
-        },
-    }
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
