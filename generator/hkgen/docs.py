@@ -1,13 +1,22 @@
-"""Generated per-cluster documents (README, RECOVERY). Filled by the docs and planner work."""
+"""Generated per-cluster documents: the recovery runbook (RECOVERY.md) with the exact commands
+for this cluster and the plan's headline figures. Markdown, rendered like every other file."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from .model import Cluster
-from .plan import Component, OutputFile
+from .plan import Component, OutputFile, freeze
 
 __all__ = ["plan"]
 
 
 def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Document files of `cluster`."""
-    return []
+    from .resilience import analyse, report
+
+    figures = report(analyse(cluster))
+    context = freeze({"report": figures})
+    return [
+        OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
+    ]
