@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,51 +49,106 @@ def _template_of(plan: Plan, path: PurePosixPath) -> str:
 
 
 def reparse(plan: Plan, tree: Rendered) -> list[Problem]:
-    """YAML 1.2 and YAML 1.1 readers must both parse each YAML file, to the same data."""
-    import io
+    """Each YAML file must parse, and every plain scalar must mean the same in YAML 1.1 and 1.2.
 
+    The files are composed once with libyaml (PyYAML's C parser, a YAML 1.1 reader like
+    cloud-init's and go-yaml v2's); for every unquoted scalar the YAML 1.1 resolution is compared
+    with the YAML 1.2 one (ruamel's resolver), including the numeric value, so `on`, `no`,
+    `010` or `1:20` left unquoted by a template are caught wherever they are.
+    """
     import yaml as pyyaml
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
 
+    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
     problems: list[Problem] = []
     formats = {f.path: f.format for f in plan.files}
-    reader = YAML(typ="safe", pure=True)
     for path in sorted(tree):
         if formats.get(path) not in ("yaml", "cloud-config"):
             continue
-        text = tree[path].decode("utf-8")
         label = _label(plan, path)
+        template = _template_of(plan, path)
         try:
-            docs12 = list(reader.load_all(io.StringIO(text)))
-        except YAMLError as err:
+            roots = list(pyyaml.compose_all(tree[path].decode("utf-8"), Loader=loader))
+        except pyyaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             problems.append(Problem(label, (mark.line + 1) if mark else 0, (mark.column + 1) if mark else 0, "$",
-                                    f"rendered YAML does not parse (template {_template_of(plan, path)}): "
-                                    f"{getattr(err, 'problem', err)}"))
+                                    f"rendered YAML does not parse (template {template}): "
+                                    f"{getattr(err, 'problem', None) or err}"))
             continue
-        try:
-            docs11 = list(pyyaml.safe_load_all(text))
-        except pyyaml.YAMLError as err:
-            problems.append(Problem(label, 0, 0, "$", f"a YAML 1.1 reader cannot parse it "
-                                    f"(template {_template_of(plan, path)}): {err}"))
-            continue
-        if _normalise(docs12) != _normalise(docs11):
-            problems.append(Problem(label, 0, 0, "$", "YAML 1.1 and 1.2 readers read different values "
-                                    f"(template {_template_of(plan, path)}); quote the value with the yaml filter"))
+        for root in roots:
+            for node in _plain_scalars(root):
+                reason = _ambiguity(node.tag, node.value)
+                if reason:
+                    problems.append(Problem(label, node.start_mark.line + 1, node.start_mark.column + 1, "$",
+                                            f"unquoted {node.value[:40]!r} {reason} (template {template}); "
+                                            "render the value with the yaml filter"))
     return problems
 
 
-def _normalise(value: Any) -> Any:
-    import datetime
+def _plain_scalars(root: Any) -> list[Any]:
+    import yaml as pyyaml
 
-    if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
+    out: list[Any] = []
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, pyyaml.ScalarNode):
+            if node.style is None or node.style == "":
+                out.append(node)
+        elif isinstance(node, pyyaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, pyyaml.SequenceNode):
+            stack.extend(node.value)
+    return out
+
+
+def _ambiguity(tag11: str, text: str) -> str:
+    """Why a plain scalar reads differently in YAML 1.1 and 1.2 ('' when it does not)."""
+    from ruamel.yaml.nodes import ScalarNode
+
+    tag12 = str(_resolver12().resolve(ScalarNode, text, (True, False)))
+    short11, short12 = tag11.rsplit(":", 1)[-1], tag12.rsplit(":", 1)[-1]
+    if short11 != short12:
+        return f"reads as {short11} in YAML 1.1 but as {short12} in YAML 1.2"
+    if short11 in ("int", "float") and _number11(text) != _number12(text):
+        return "is a different number in YAML 1.1 and YAML 1.2"
+    return ""
+
+
+@cache
+def _resolver12() -> Any:
+    from ruamel.yaml.resolver import VersionedResolver
+
+    return VersionedResolver(version=(1, 2))
+
+
+def _number11(text: str) -> Any:
+    import yaml as pyyaml
+
+    # safe_load of a one-key mapping is PyYAML's own YAML 1.1 number parsing (octal 010, 1:20...).
+    return pyyaml.safe_load(f"v: {text}")["v"]
+
+
+def _number12(text: str) -> Any:
+    """A YAML 1.2 (core schema, as ruamel resolves it) int or float."""
+    clean = text.replace("_", "")
+    sign = -1 if clean.startswith("-") else 1
+    body = clean.lstrip("+-")
+    low = body.lower()
+    try:
+        if low.startswith("0o"):
+            return sign * int(body[2:], 8)
+        if low.startswith("0x"):
+            return sign * int(body[2:], 16)
+        if low in (".inf", ".nan"):
+            return sign * float(low[1:])
+        return sign * (int(body) if body.isdigit() else float(body))
+    except ValueError:
+        return text
 
 
 def kustomize_roots(tree: Rendered) -> list[PurePosixPath]:
