@@ -13,10 +13,12 @@ __all__ = ["plan"]
 
 def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Document files of `cluster`."""
+    from . import readme
     from .resilience import analyse, report
 
     figures = report(analyse(cluster))
     context = freeze({"report": figures})
     return [
         OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
+        *readme.plan(cluster, components),
     ]
