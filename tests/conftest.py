@@ -76,3 +76,66 @@ def hkgen() -> Iterator[object]:
         return Run(done.returncode, done.stdout, done.stderr)
 
     yield run
+
+
+def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
+    """Give `cluster_dir` a fresh age key (outside the cluster folder) and a real SOPS-encrypted
+    secrets file holding every key its cluster.yaml requires. Returns (age key file, values).
+
+    cluster.yaml's `secrets.ageRecipients` is rewritten to the new key. `values` override the
+    generated ones (tests use known values to scan the tree for them).
+    """
+    import secrets as rnd
+
+    import pyrage
+
+    from hkgen.load import load_file
+    from hkgen.secrets import required_keys, sops_command
+    from hkgen.validate import validate_document
+    from hkgen.yamlio import dump
+
+    identity = pyrage.x25519.Identity.generate()
+    key_file = cluster_dir.parent.parent / f"{cluster_dir.name}.agekey"
+    key_file.write_text(f"# public key: {identity.to_public()}\n{identity}\n")
+    key_file.chmod(0o600)
+    cluster_file = cluster_dir / "cluster.yaml"
+    text = cluster_file.read_text()
+    doc = load_file(cluster_file)
+    for old in doc.data["secrets"]["ageRecipients"]:
+        text = text.replace(old, str(identity.to_public()))
+    cluster_file.write_text(text)
+    result = validate_document(load_file(cluster_file))
+    if result.cluster is None:
+        raise AssertionError("cluster invalid: " + "; ".join(p.format() for p in result.errors))
+    generated: dict[str, str] = {}
+    for need in required_keys(result.cluster):
+        name = need.name
+        if name == "JOIN_TOKEN":
+            generated[name] = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(32))
+        elif name.endswith("_NETWORK_KEY"):
+            generated[name] = rnd.token_hex(16)
+        elif name.endswith("_EXT_PAN_ID"):
+            generated[name] = rnd.token_hex(8)
+        elif name.endswith("_PAN_ID"):
+            generated[name] = f"{rnd.randbelow(0xfffd) + 1:04x}"
+        else:
+            generated[name] = rnd.token_urlsafe(18)
+    generated.update(values or {})
+    plain = cluster_dir.parent.parent / "secrets.plain.yaml"
+    plain.write_text(dump({"apiVersion": "v1", "kind": "Secret",
+                           "metadata": {"name": "cluster-secrets", "namespace": "flux-system"},
+                           "type": "Opaque", "stringData": generated}))
+    done = subprocess.run(
+        [sops_command(), "--disable-version-check", "--encrypt", "--age", str(identity.to_public()),
+         "--encrypted-regex", "^(data|stringData)$", "--input-type", "yaml", "--output-type", "yaml", str(plain)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    plain.unlink()
+    (cluster_dir / "secrets.sops.yaml").write_text(done.stdout)
+    return key_file, generated
+
+
+@pytest.fixture
+def secrets_for() -> object:
+    """`secrets_for(cluster_dir, values=None) -> (age key file, values)`: see write_secrets."""
+    return write_secrets
