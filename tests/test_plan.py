@@ -146,3 +146,26 @@ def test_cli_plan_runs(hkgen, repo: Path, fmt: str) -> None:
     run = hkgen("plan", "--format", fmt, "clusters/home", cwd=repo)
     assert run.returncode == 0
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_figures_come_from_the_rendered_tree_and_agree_with_the_model() -> None:
+    from hkgen.plan import build_plan
+    from hkgen.render import render_plan
+    from hkgen.resilience import rendered_settings
+
+    c = model(reference_data())
+    settings = rendered_settings(render_plan(build_plan(c)))
+    assert settings["node_monitor_grace"] == c.node_monitor_grace_seconds
+    assert settings["policy"] == "delete-both-statefulset-and-deployment-pod"
+    assert settings["workloads"]["home-assistant"] == {"eviction": c.pod_eviction_seconds, "termination_grace": 30}
+    from_tree = {r.workload: r.seconds for r in analyse(c, settings).recoveries}
+    from_model = {r.workload: r.seconds for r in analyse(c).recoveries}
+    assert from_tree == from_model
+
+
+def test_reference_recovery_within_two_minutes() -> None:
+    """Issue 7 acceptance: Home Assistant, Mosquitto and zigbee2mqtt on a network coordinator."""
+    rec = {r.workload: r for r in analyse(model(reference_data())).recoveries}
+    for name in ("home-assistant", "mosquitto", "zigbee2mqtt-garden", "zigbee2mqtt-attic"):
+        assert rec[name].seconds <= 120, (name, rec[name].steps)
+        assert rec[name].default_seconds is None  # never, with Kubernetes defaults (StatefulSet)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalogue import Workload, app_workloads, load_catalogue
-from .model import Cluster, Node
+from .catalogue import Container, Volume, Workload, app_workloads, load_catalogue
+from .model import Cluster, CustomApp, Node
 
 __all__ = [
     "PLATFORM",
@@ -19,6 +19,8 @@ __all__ = [
     "all_workloads",
     "allocatable_cpu_millis",
     "allocatable_mib",
+    "custom_workload",
+    "platform_memory_mib",
 ]
 
 # MiB kept back from pods per node: OS + MicroK8s services (dqlite/kubelite are heavier on
@@ -77,19 +79,19 @@ def platform_memory_mib(cluster: Cluster) -> int:
 
 def all_workloads(cluster: Cluster) -> list[Workload]:
     """Every app workload of the enabled catalogue and custom apps."""
-    from .catalogue import Volume
-
     catalogue = load_catalogue()
-    zigbee = tuple((z.name, z.node) for z in cluster.zigbee)
     out: list[Workload] = []
     for app in cluster.apps:
         if app.enabled:
-            out.extend(app_workloads(catalogue[app.name], app.settings, node_count=len(cluster.nodes),
-                                     zigbee=zigbee))
-    for custom in cluster.custom_apps:
-        volumes = ((Volume("data", custom.storage_gib, custom.backup_class),)
-                   if custom.storage_gib else ())
-        out.append(Workload(app=custom.name, name=custom.name, kind="StatefulSet" if volumes else "Deployment",
-                            replicas=1, cpu_millis=custom.cpu_millis, memory_mib=custom.memory_mib,
-                            per_node=False, termination_grace_seconds=30, volumes=volumes))
+            out.extend(app_workloads(catalogue[app.name], app.settings, cluster))
+    out.extend(custom_workload(custom) for custom in cluster.custom_apps)
     return out
+
+
+def custom_workload(custom: CustomApp) -> Workload:
+    """The one workload of a custom app: a StatefulSet when it has storage, else a Deployment."""
+    volumes = (Volume("data", custom.storage_gib, custom.backup_class),) if custom.storage_gib else ()
+    return Workload(app=custom.name, name=custom.name, kind="StatefulSet" if volumes else "Deployment",
+                    replicas=1, cpu_millis=custom.cpu_millis, memory_mib=custom.memory_mib,
+                    per_node=False, termination_grace_seconds=30, volumes=volumes,
+                    containers=(Container(custom.name, custom.cpu_millis, custom.memory_mib),))

@@ -1,14 +1,18 @@
-"""The app catalogue: `apps/<name>/` folders read into `AppSpec`s, and app workloads resolved.
+"""The app catalogue: `apps/<name>/` folders read into `AppSpec`s, the conditions their files and
+workloads carry, and app workloads resolved against a cluster.
 
-An app folder holds `app.yaml` (metadata), `settings.schema.json` (the schema of its settings in
-cluster.yaml) and `templates/`. Workload sizes in app.yaml may refer to settings
-(`memoryMiB: settings.memoryMiB`), so a user's override flows into the planner's arithmetic
-without Python changes.
+An app folder holds `app.yaml` (metadata, checked against `apps/app.schema.json`),
+`settings.schema.json` (the schema of its settings in cluster.yaml) and `templates/`. Folders
+whose name starts with `_` hold templates shared by several apps and are not apps. Numbers and
+switches in app.yaml may refer to settings (`memoryMiB: settings.memoryMiB`,
+`when: settings.recorder == postgres`), so a user's override flows into the planner's arithmetic
+and into the rendered files without Python changes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,7 +22,27 @@ from .errors import ConfigError, Problem
 from .load import load_file
 from .resources import data_dir
 
-__all__ = ["AppSpec", "Volume", "Workload", "app_workloads", "load_catalogue"]
+__all__ = [
+    "EACH_KINDS",
+    "AppSpec",
+    "Container",
+    "FileSpec",
+    "ReleaseSpec",
+    "Volume",
+    "Workload",
+    "app_workloads",
+    "holds",
+    "load_catalogue",
+    "resolve",
+    "settings_schema",
+]
+
+# What a file or workload may be repeated for; workloads.py supplies the items.
+EACH_KINDS = ("zigbee",)
+_CONDITION = re.compile(
+    r"^(?P<neg>not )?(?P<scope>settings|cluster)\.(?P<key>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?: (?P<op>==|!=|>=|<=|>|<) (?P<lit>[A-Za-z0-9_.-]+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -29,10 +53,28 @@ class Volume:
     size_gib: int
     backup_class: str
 
+    @property
+    def storage_class(self) -> str:
+        """The Longhorn StorageClass of the volume's backup class (created by the platform)."""
+        return f"longhorn-{self.backup_class}"
+
+
+@dataclass(frozen=True)
+class Container:
+    """Requests of one container of a workload's pods (the first one is the main container)."""
+
+    name: str
+    cpu_millis: int
+    memory_mib: int
+
 
 @dataclass(frozen=True)
 class Workload:
-    """One pod group of an app as it will run: replicas, requests, volumes."""
+    """One pod group of an app as it will run: replicas, requests per pod, volumes.
+
+    `cpu_millis` and `memory_mib` are what one pod asks the scheduler for: the main container
+    plus its sidecars (listed in `containers`).
+    """
 
     app: str
     name: str
@@ -44,11 +86,55 @@ class Workload:
     termination_grace_seconds: int
     volumes: tuple[Volume, ...]
     pinned_to: str | None = None
+    containers: tuple[Container, ...] = ()
+    item: str | None = None  # the Zigbee network (or other `each` item) this instance serves
 
     @property
     def stateful(self) -> bool:
         """True when the workload keeps data on volumes."""
         return bool(self.volumes)
+
+    @property
+    def main(self) -> Container:
+        """The main container's requests."""
+        return self.containers[0] if self.containers else Container(self.name, self.cpu_millis, self.memory_mib)
+
+    def container(self, name: str) -> Container:
+        """Requests of the container called `name` (KeyError if the workload has none)."""
+        for c in self.containers:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no container {name!r}")
+
+    def volume(self, name: str) -> Volume:
+        """The volume called `name` (KeyError if the workload has none)."""
+        for v in self.volumes:
+            if v.name == name:
+                return v
+        raise KeyError(f"{self.name} has no volume {name!r}")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One manifest template of an app and where its output goes inside the component folder."""
+
+    template: str  # loader name, e.g. "apps/mosquitto/templates/statefulset.yaml.j2"
+    output: str  # may hold "{name}" when `each` is set
+    when: tuple[str, ...]
+    each: str | None
+    format: str
+    params: tuple[tuple[str, Any], ...]  # `with:` values, settings references unresolved
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """A Helm release of an app: the chart key in `charts:` and the values template."""
+
+    name: str
+    chart: str
+    values: str  # loader name of the values template
+    timeout: str
+    when: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -67,6 +153,59 @@ class AppSpec:
     workloads: tuple[dict[str, Any], ...]
     folder: Path
     settings_schema: str  # JSON text; parsed on demand to keep the spec hashable
+    files: tuple[FileSpec, ...] = ()
+    releases: tuple[ReleaseSpec, ...] = ()
+
+
+def _template_name(app: str, path: str) -> str:
+    # "_common/x.j2" is a template shared by several apps; anything else lives in the app's own folder.
+    if path.startswith("_"):
+        folder, _, rest = path.partition("/")
+        return f"apps/{folder}/templates/{rest}"
+    return f"apps/{app}/templates/{path}"
+
+
+def _when(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    return (raw,) if isinstance(raw, str) else tuple(raw)
+
+
+@cache
+def _app_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((data_dir("apps") / "app.schema.json").read_text("utf-8"))
+    return schema
+
+
+def _check_meta(doc: Any, folder: Path, base: Path) -> list[Problem]:
+    """Located problems of one app.yaml: its schema, then what a schema cannot say."""
+    from jsonschema import Draft7Validator
+
+    problems = [doc.problem(tuple(e.absolute_path), e.message)
+                for e in Draft7Validator(_app_schema()).iter_errors(doc.data)]
+    if problems:
+        return problems
+    meta = doc.data
+    if meta["name"] != folder.name:
+        problems.append(doc.problem(("name",), "name must equal the folder name"))
+    for kind in ("files", "releases"):
+        for i, entry in enumerate(meta.get(kind, ())):
+            template = entry["template"] if kind == "files" else entry["values"]
+            name = _template_name(folder.name, template)
+            if not (base / name.removeprefix("apps/")).is_file():
+                problems.append(doc.problem((kind, i), f"template {name} does not exist"))
+            for cond in _when(entry.get("when")):
+                if not _CONDITION.match(cond):
+                    problems.append(doc.problem((kind, i, "when"), f"cannot read condition {cond!r}"))
+    for i, entry in enumerate(meta.get("releases", ())):
+        if entry["chart"] not in meta.get("charts", {}):
+            problems.append(doc.problem(("releases", i, "chart"),
+                                        f"chart {entry['chart']!r} is not listed under charts"))
+    for i, entry in enumerate(meta.get("workloads", ())):
+        for cond in _when(entry.get("when")):
+            if not _CONDITION.match(cond):
+                problems.append(doc.problem(("workloads", i, "when"), f"cannot read condition {cond!r}"))
+    return problems
 
 
 @cache
@@ -75,18 +214,35 @@ def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
     base = root or data_dir("apps")
     specs: dict[str, AppSpec] = {}
     problems: list[Problem] = []
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
         meta_path = folder / "app.yaml"
         schema_path = folder / "settings.schema.json"
         if not meta_path.is_file() or not schema_path.is_file():
             problems.append(Problem(str(folder), 0, 0, "$", "app folder needs app.yaml and settings.schema.json"))
             continue
-        meta = load_file(meta_path).data
-        if meta.get("name") != folder.name:
-            problems.append(Problem(str(meta_path), 1, 1, "$.name", "name must equal the folder name"))
+        doc = load_file(meta_path)
+        found = _check_meta(doc, folder, base)
+        if found:
+            problems.extend(found)
             continue
-        specs[folder.name] = AppSpec(
-            name=meta["name"],
+        meta = doc.data
+        name = meta["name"]
+        files = tuple(
+            FileSpec(
+                template=_template_name(name, f["template"]),
+                output=f.get("output", f["template"].rsplit("/", 1)[-1].removesuffix(".j2")),
+                when=_when(f.get("when")), each=f.get("each"), format=f.get("format", "yaml"),
+                params=tuple(sorted(f.get("with", {}).items())),
+            )
+            for f in meta.get("files", ())
+        )
+        releases = tuple(
+            ReleaseSpec(name=r["name"], chart=r["chart"], values=_template_name(name, r["values"]),
+                        timeout=r.get("timeout", "10m"), when=_when(r.get("when")))
+            for r in meta.get("releases", ())
+        )
+        specs[name] = AppSpec(
+            name=name,
             description=meta["description"],
             namespace=meta["namespace"],
             priority_class=meta["priorityClass"],
@@ -98,7 +254,14 @@ def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
             workloads=tuple(meta.get("workloads", ())),
             folder=folder,
             settings_schema=schema_path.read_text(encoding="utf-8"),
+            files=files,
+            releases=releases,
         )
+    for spec in specs.values():
+        for dep in spec.depends_on:
+            if dep not in specs:
+                problems.append(Problem(str(spec.folder / "app.yaml"), 0, 0, "$.dependsOn",
+                                        f"{spec.name} depends on {dep!r}, which is not in the catalogue"))
     if problems:
         raise ConfigError(problems)
     return specs
@@ -111,39 +274,82 @@ def settings_schema(spec: AppSpec) -> dict[str, Any]:
     return schema
 
 
-def _value(raw: Any, settings: dict[str, Any]) -> Any:
+def resolve(raw: Any, settings: dict[str, Any]) -> Any:
+    """`settings.<key>` replaced by that setting; anything else as it is."""
     if isinstance(raw, str) and raw.startswith("settings."):
         return settings[raw.removeprefix("settings.")]
     return raw
 
 
-def app_workloads(spec: AppSpec, settings: dict[str, Any], *, node_count: int,
-                  zigbee: tuple[tuple[str, str | None], ...] = ()) -> list[Workload]:
-    """The workloads an enabled app runs, with settings references resolved.
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
 
-    `zigbee` lists (network name, node it is pinned to or None) for per-network apps.
+
+def holds(conditions: tuple[str, ...], settings: dict[str, Any], cluster: Any = None) -> bool:
+    """True when every condition holds.
+
+    A condition is `[not ]settings.KEY [OP LITERAL]` or the same with `cluster.ATTR` (an attribute
+    of the model, e.g. `cluster.backup`); without an operator the value's truth counts. OP is one
+    of == != > >= < <= (the last four compare integers).
+    """
+    for cond in conditions:
+        match = _CONDITION.match(cond)
+        if not match:
+            raise ValueError(f"cannot read condition {cond!r}")
+        key = match["key"]
+        value: Any = settings.get(key) if match["scope"] == "settings" else getattr(cluster, key)
+        op, lit = match["op"], match["lit"]
+        if op is None:
+            result = bool(value)
+        elif op in ("==", "!="):
+            result = (_text(value) == lit) == (op == "==")
+        else:
+            left, right = int(value), int(lit)
+            result = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
+        if result == bool(match["neg"]):
+            return False
+    return True
+
+
+def app_workloads(spec: AppSpec, settings: dict[str, Any], cluster: Any) -> list[Workload]:
+    """The workloads an enabled app runs in `cluster`, with settings references resolved.
+
+    A workload with `each: zigbee` runs once per Zigbee network (`<name>-<network>`), pinned to
+    the network's node when its coordinator is a USB stick there.
     """
     out: list[Workload] = []
     for raw in spec.workloads:
-        if "when" in raw and not _value(raw["when"], settings):
+        if not holds(_when(raw.get("when")), settings, cluster):
             continue
         volumes = tuple(
-            Volume(v["name"], int(_value(v["sizeGiB"], settings)), str(_value(v["backupClass"], settings)))
+            Volume(v["name"], int(resolve(v["sizeGiB"], settings)), str(resolve(v["backupClass"], settings)))
             for v in raw.get("volumes", ())
         )
+        containers = [Container(raw["name"], int(resolve(raw["cpuMillis"], settings)),
+                                int(resolve(raw["memoryMiB"], settings)))]
+        containers += [
+            Container(s["name"], int(resolve(s["cpuMillis"], settings)), int(resolve(s["memoryMiB"], settings)))
+            for s in raw.get("sidecars", ()) if holds(_when(s.get("when")), settings, cluster)
+        ]
         base = {
             "app": spec.name,
             "kind": raw["kind"],
-            "cpu_millis": int(_value(raw["cpuMillis"], settings)),
-            "memory_mib": int(_value(raw["memoryMiB"], settings)),
+            "cpu_millis": sum(c.cpu_millis for c in containers),
+            "memory_mib": sum(c.memory_mib for c in containers),
             "per_node": bool(raw.get("perNode", False)),
             "termination_grace_seconds": int(raw.get("terminationGraceSeconds", 30)),
             "volumes": volumes,
+            "containers": tuple(containers),
         }
-        replicas = node_count if raw.get("perNode") else int(_value(raw.get("replicas", 1), settings))
-        if raw.get("perZigbeeNetwork"):
-            for net, pinned in zigbee:
-                out.append(Workload(name=f"{raw['name']}-{net}", replicas=replicas, pinned_to=pinned, **base))
+        replicas = len(cluster.nodes) if raw.get("perNode") else int(resolve(raw.get("replicas", 1), settings))
+        if raw.get("each") == "zigbee":
+            for net in cluster.zigbee:
+                out.append(Workload(name=f"{raw['name']}-{net.name}", replicas=replicas, pinned_to=net.node,
+                                    item=net.name, **base))
         else:
             out.append(Workload(name=raw["name"], replicas=replicas, **base))
     return out

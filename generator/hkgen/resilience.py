@@ -23,7 +23,7 @@ from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatab
 from .catalogue import Workload
 from .model import Cluster, Node
 
-__all__ = ["DEFAULTS", "DEFAULT_POLICY", "JSON_VERSION", "TIMINGS", "Analysis", "analyse", "report"]
+__all__ = ["DEFAULTS", "DEFAULT_POLICY", "JSON_VERSION", "TIMINGS", "Analysis", "analyse", "rendered_settings", "report"]
 
 JSON_VERSION = 1  # layout version of the `hkgen plan --format json` document
 
@@ -207,12 +207,15 @@ class Recovery:
 def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, Any]) -> list[Recovery]:
     """Recovery predictions for every stateful, non-pinned, single-instance workload."""
     grace = int(settings["node_monitor_grace"])
-    eviction = int(settings["eviction"])
     policy = str(settings["policy"])
+    per_workload: dict[str, dict[str, int]] = settings.get("workloads", {})
     out: list[Recovery] = []
     for w in sorted(workloads, key=lambda w: w.name):
         if not w.volumes or w.pinned_to or w.kind == "Cluster":
             continue
+        rendered = per_workload.get(w.name, {})
+        eviction = rendered.get("eviction", int(settings["eviction"]))
+        termination = rendered.get("termination_grace", w.termination_grace_seconds)
         app_start = APP_START.get(w.app, APP_START.get(w.name, 20))
         detach_ok = policy.startswith("delete-both") or (
             policy == "delete-statefulset-pod" and w.kind == "StatefulSet") or (
@@ -220,7 +223,7 @@ def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, 
         steps = (
             ("node marked NotReady (grace + monitor period)", grace + TIMINGS["node_monitor_period"]),
             ("pod evicted (toleration)", eviction),
-            ("termination grace", w.termination_grace_seconds),
+            ("termination grace", termination),
             ("Longhorn releases the volume", TIMINGS["longhorn_reaction"] if detach_ok else DEFAULTS["force_detach"]),
             ("volume attached on the new node", TIMINGS["attach"]),
             ("image pull (pre-pulled)", 0),
@@ -305,14 +308,70 @@ class Analysis:
         return None
 
 
+def rendered_settings(tree: dict[Any, bytes]) -> dict[str, Any]:
+    """The failover settings as the rendered tree really sets them.
+
+    Reads the control planes' MicroK8s launch configuration (node-monitor grace), Longhorn's
+    HelmRelease/Application values (node-down pod deletion policy) and every StatefulSet /
+    Deployment (tolerationSeconds for unreachable nodes, terminationGracePeriodSeconds).
+    Missing pieces are left out, so the caller falls back to the model.
+    """
+    import yaml as pyyaml
+
+    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+    found: dict[str, Any] = {"workloads": {}, "source": "rendered tree"}
+    for path in sorted(tree, key=str):
+        text = tree[path].decode("utf-8", "replace")
+        if str(path).endswith("/user-data") and "--node-monitor-grace-period" in text:
+            for line in text.splitlines():
+                if "--node-monitor-grace-period:" in line and "node_monitor_grace" not in found:
+                    value = line.split(":", 1)[1].strip().strip("'\"").rstrip("s")
+                    if value.isdigit():
+                        found["node_monitor_grace"] = int(value)
+            continue
+        if not str(path).endswith(".yaml") or "kind:" not in text:
+            continue
+        try:
+            docs = list(pyyaml.load_all(text, Loader=loader))
+        except pyyaml.YAMLError:
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            _read_object(doc, found)
+    return found
+
+
+def _read_object(doc: dict[str, Any], found: dict[str, Any]) -> None:
+    kind = doc.get("kind")
+    spec = doc.get("spec") or {}
+    if kind in ("HelmRelease", "Application"):
+        values = spec.get("values") or ((spec.get("source") or {}).get("helm") or {}).get("valuesObject") or {}
+        policy = (values.get("defaultSettings") or {}).get("nodeDownPodDeletionPolicy")
+        if policy:
+            found["policy"] = str(policy)
+    elif kind in ("StatefulSet", "Deployment"):
+        pod = ((spec.get("template") or {}).get("spec")) or {}
+        name = str((doc.get("metadata") or {}).get("name"))
+        entry: dict[str, int] = {}
+        for tol in pod.get("tolerations") or []:
+            if tol.get("key") == "node.kubernetes.io/unreachable" and "tolerationSeconds" in tol:
+                entry["eviction"] = int(tol["tolerationSeconds"])
+        if "terminationGracePeriodSeconds" in pod:
+            entry["termination_grace"] = int(pod["terminationGracePeriodSeconds"])
+        if entry:
+            found["workloads"][name] = entry
+
+
 def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysis:
     """Run every analysis. `settings` are the failover values actually rendered (defaults: the model)."""
-    rendered = settings or {
+    rendered: dict[str, Any] = {
         "node_monitor_grace": cluster.node_monitor_grace_seconds,
         "eviction": cluster.pod_eviction_seconds,
         "policy": "delete-both-statefulset-and-deployment-pod",
         "source": "cluster.yaml",
     }
+    rendered.update(settings or {})
     workloads = all_workloads(cluster)
     pods = _pods(cluster, workloads)
     loads, unplaced = place(cluster, pods)

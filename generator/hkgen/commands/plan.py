@@ -24,14 +24,18 @@ def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
     from ..errors import ConfigError
     from ..pipeline import validate_cluster
-    from ..resilience import analyse, report
+    from ..plan import build_plan
+    from ..render import render_plan
+    from ..resilience import analyse, rendered_settings, report
 
     status = 0
     for path in cluster_paths(args.paths):
         _doc, result = validate_cluster(path)
         if result.errors or result.cluster is None:
             raise ConfigError(result.problems)
-        data = report(analyse(result.cluster))
+        # The figures come from the tree as it would be rendered now (in memory, not written).
+        tree = render_plan(build_plan(result.cluster))
+        data = report(analyse(result.cluster, rendered_settings(tree)))
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1
         if args.format == "json":
