@@ -48,12 +48,14 @@ PLATFORM: tuple[PlatformWorkload, ...] = (
     PlatformWorkload("metallb-speaker", 20, 48, "every-node"),
     PlatformWorkload("longhorn-manager", 50, 192, "every-node"),
     PlatformWorkload("longhorn-csi-plugin", 20, 48, "every-node"),
-    PlatformWorkload("longhorn-instance-manager", 120, 256, "storage-nodes"),
+    # Longhorn guarantees each instance manager 12 % of the node's CPU (guaranteedInstanceManagerCPU).
+    PlatformWorkload("longhorn-instance-manager", 480, 256, "storage-nodes"),
     PlatformWorkload("longhorn-csi-controllers", 40, 160, "one"),
     PlatformWorkload("longhorn-ui-driver", 20, 96, "one"),
     PlatformWorkload("gitops-controllers", 200, 384, "one"),
     PlatformWorkload("cloudnative-pg", 50, 128, "one"),
     PlatformWorkload("cert-manager", 30, 96, "one"),
+    PlatformWorkload("barman-cloud-plugin", 50, 64, "one"),
 )
 
 

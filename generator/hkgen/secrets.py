@@ -35,6 +35,9 @@ __all__ = [
 
 SECRET_NAME = "cluster-secrets"
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:.*\]$", re.S)
+# Values are substituted as text into YAML inside the cluster (Flux postBuild, the Argo CD plugin):
+# no quotes, backslashes, '$', '`', braces or white space, which could break or escape the YAML.
+_SAFE = r"A-Za-z0-9!#%*+,./:;=?@^_~-"
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     keys += [SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)",
                        r"^[ -~]{8,63}$") for s in ssids]
     if cluster.backup:
-        keys += [SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", r"^\S{3,}$"),
-                 SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", r"^\S{8,}$")]
+        keys += [SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
+                 SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target",
+                           rf"^[{_SAFE}]{{8,}}$")]
     if cluster.app("zigbee2mqtt"):
         for net in cluster.zigbee:
             base = key_for("ZIGBEE", net.name)
@@ -91,12 +95,14 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
                 SecretKey(f"{base}_EXT_PAN_ID", f"extended PAN id of {net.name} (16 hex digits)",
                           r"^[0-9a-fA-F]{16}$"),
             ]
-    keys += [SecretKey(key_for("MQTT_PASSWORD", u), f"MQTT password of user {u}", r"^[!-~]{12,}$")
+    keys += [SecretKey(key_for("MQTT_PASSWORD", u), f"MQTT password of user {u} (12+ characters, no quotes, '$' or '\\')",
+                       rf"^[{_SAFE}]{{12,}}$")
              for u in mqtt_users(cluster)]
     if cluster.app("grafana"):
-        keys.append(SecretKey("GRAFANA_ADMIN_PASSWORD", "Grafana admin password", r"^[!-~]{12,}$"))
+        keys.append(SecretKey("GRAFANA_ADMIN_PASSWORD", "Grafana admin password (12+ characters, no quotes)",
+                              rf"^[{_SAFE}]{{12,}}$"))
     for app in cluster.custom_apps:
-        keys += [SecretKey(k, f"{var} of custom app {app.name}") for var, k in app.secret_env]
+        keys += [SecretKey(k, f"{var} of custom app {app.name}", rf"^[{_SAFE}]{{1,}}$") for var, k in app.secret_env]
     unique = {k.name: k for k in keys}
     return [unique[n] for n in sorted(unique)]
 

@@ -1,0 +1,186 @@
+"""Schema checks of every Kubernetes object (issue 5 item 6): built-in kinds against the strict
+schemas of the cluster's Kubernetes minor, custom resources against hkgen's CRD schemas, no
+schema = error, and the substitution rule for objects the GitOps engine substitutes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from hkgen import k8s_check
+from hkgen.load import load_text
+from hkgen.model import Cluster
+from hkgen.plan import Component, OutputFile, Plan, freeze
+from hkgen.render import Rendered
+from hkgen.validate import validate_document
+from hkgen.verify import Built
+
+MINOR = "1.34"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    text = (Path(__file__).resolve().parents[1] / "clusters" / "home" / "cluster.yaml").read_text()
+    result = validate_document(load_text(text, "cluster.yaml"))
+    assert result.cluster is not None
+    return result.cluster
+
+
+def errors(doc: dict[str, Any]) -> list[str]:
+    found, problems = k8s_check.validate_object(doc, MINOR)
+    assert found, doc
+    return [f"{'.'.join(map(str, path))}: {message}" for path, message in problems]
+
+
+def test_builtin_kinds_use_the_strict_kubernetes_schemas() -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "b"},
+           "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
+    assert errors(svc) == []
+    svc["spec"]["ports"][0]["port"] = "eighty"
+    svc["spec"]["bogus"] = 1
+    found = errors(svc)
+    assert any(e.startswith("spec: Additional properties are not allowed ('bogus'") for e in found)
+    assert any(e.startswith("spec.ports.0.port: 'eighty' is not of type 'integer'") for e in found)
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "x"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}
+    assert errors(cron) == []
+    assert errors({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "p"},
+                   "value": "high"}) == ["value: 'high' is not of type 'integer', 'null'"]
+
+
+def test_custom_resources_use_the_crd_schemas_and_objectmeta() -> None:
+    job = {"apiVersion": "longhorn.io/v1beta2", "kind": "RecurringJob", "metadata": {"name": "j", "namespace": "n"},
+           "spec": {"name": "j", "task": "snapshot", "cron": "0 * * * *", "retain": 3, "concurrency": 1,
+                    "groups": ["critical"]}}
+    assert errors(job) == []
+    job["spec"]["task"] = "backups"
+    job["metadata"]["labelz"] = {}
+    found = errors(job)
+    assert any(e.startswith("spec.task: 'backups' is not one of") for e in found)
+    assert any(e.startswith("metadata: Additional properties are not allowed ('labelz'") for e in found)
+    hr = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "x"},
+          "spec": {"chart": {"spec": {"chart": "c", "sourceRef": {"kind": "HelmRepo", "name": "r"}}}}}
+    found = errors(hr)
+    assert "spec: 'interval' is a required property" in found
+    assert any(e.startswith("spec.chart.spec.sourceRef.kind: 'HelmRepo' is not one of") for e in found)
+
+
+def test_an_object_without_schema_is_not_a_pass() -> None:
+    assert k8s_check.validate_object({"apiVersion": "example.com/v1", "kind": "Widget"}, MINOR) == (False, [])
+    # v1beta1 Longhorn files are stubs that would accept anything: hkgen does not ship them.
+    assert k8s_check.validate_object({"apiVersion": "longhorn.io/v1beta1", "kind": "RecurringJob"}, MINOR)[0] is False
+    # Schema files of nested types do not make a kind.
+    assert k8s_check.validate_object({"apiVersion": "v1", "kind": "ServiceSpec"}, MINOR)[0] is False
+
+
+def test_go_regex_of_prometheus_rules_is_usable() -> None:
+    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "r"},
+            "spec": {"groups": [{"name": "g", "partial_response_strategy": "WARN", "rules": [
+                {"alert": "A", "expr": "up == 0"}]}]}}
+    assert errors(rule) == []
+    rule["spec"]["groups"][0]["partial_response_strategy"] = "sometimes"
+    assert any("partial_response_strategy" in e and "does not match" in e for e in errors(rule))
+
+
+def test_every_shipped_crd_schema_loads_and_is_listed(repo: Path) -> None:
+    from jsonschema import Draft7Validator
+
+    base = repo / "schemas" / "crds"
+    notice = (base / "NOTICE.md").read_text()
+    assert (base / "LICENSE.datree-CRDs-catalog").is_file()
+    files = sorted(base.glob("*/*.json"))
+    assert len(files) >= 40
+    for path in files:
+        schema = k8s_check._fix_patterns(json.loads(path.read_text()))
+        Draft7Validator.check_schema(schema)
+        assert f"| {path.parent.name} |" in notice, path.parent.name
+
+
+def test_substitution_rule() -> None:
+    keys = {"S3_ACCESS_KEY_ID"}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+              "stringData": {"a": "${S3_ACCESS_KEY_ID}", "b": "price $5 and $ alone"}}
+    found = k8s_check._substitution_problems(secret, keys)
+    assert [(p, m.split(" would")[0]) for p, m in found] == [(("stringData", "b"), "'$5 and $ alo'")]
+    script = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+              "data": {"run.sh": 'echo "$HOME" ${MISSING}'}}
+    messages = [m for _p, m in k8s_check._substitution_problems(script, keys)]
+    assert any(m.startswith("'$HOME\"") for m in messages)
+    script["data"]["run.sh"] = "echo ${MISSING}"
+    assert [m for _p, m in k8s_check._substitution_problems(script, keys)] == [
+        "placeholder ${MISSING} names no key of the cluster's secrets file; Flux would substitute an empty string"]
+    script["metadata"]["annotations"] = {"kustomize.toolkit.fluxcd.io/substitute": "disabled"}
+    assert k8s_check._substitution_problems(script, keys) == []
+
+
+def _plan(cluster: Cluster, files: dict[str, str]) -> tuple[Plan, Rendered]:
+    outs = tuple(OutputFile(PurePosixPath(p), f"core/test/{Path(p).name}.j2", freeze({})) for p in files)
+    return Plan(cluster, outs, ()), {PurePosixPath(p): t.encode() for p, t in files.items()}
+
+
+def test_check_names_file_template_and_line(cluster: Cluster) -> None:
+    kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cm.yaml]\n"
+    good = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n  namespace: x\ndata:\n  a: b\n"
+    bad = ("# comment\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: x\n"
+           "data:\n  a: 1\n  run: echo $HOME\n")
+    flux = ("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: k\n"
+            "spec:\n  prune: yes\n")
+    plan, tree = _plan(cluster, {"platform/crds/x/kustomization.yaml": kustomization,
+                                 "platform/crds/x/cm.yaml": good + "---\n" + bad,
+                                 "flux/layers.yaml": flux,
+                                 "nodes/cp1/network-config": "version: 2\n"})
+    import yaml
+
+    docs = tuple(d for d in yaml.safe_load_all(good + "---\n" + bad))
+    built = [Built(PurePosixPath("platform/crds/x"), docs)]
+    lines = [p.format() for p in k8s_check.check(plan, tree, built)]
+    assert ("clusters/home/platform/crds/x/cm.yaml:16:3: $.data.a: ConfigMap x/bad: 1 is not of type 'string', "
+            "'null' (template core/test/cm.yaml.j2)") in lines
+    assert any(line.startswith("clusters/home/platform/crds/x/cm.yaml:17:3: $.data.run: ConfigMap x/bad: '$HOME'")
+               for line in lines)
+    # The Flux entry folder has no kustomization.yaml: its objects are checked as written.
+    assert any(line.startswith("clusters/home/flux/layers.yaml:") and "$.spec" in line and
+               "'interval' is a required property" in line and "(template core/test/layers.yaml.j2)" in line
+               for line in lines)
+    # 2 for the bad ConfigMap; 3 for the Flux object (interval, sourceRef, and `yes`, which YAML 1.2
+    # reads as a string); nothing for the good ConfigMap nor for the seed file, which is no object.
+    assert len(lines) == 5, lines
+
+
+def test_unknown_kind_in_the_tree_is_an_error(cluster: Cluster) -> None:
+    doc = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    plan, tree = _plan(cluster, {"apps/w/w.yaml": json.dumps(doc)})
+    lines = [p.format() for p in k8s_check.check(plan, tree, [Built(PurePosixPath("apps/w"), (doc,))])]
+    assert lines == ["clusters/home/apps/w/w.yaml:1:1: $: Widget w: no schema for example.com/v1 Widget "
+                     "(looked in schemas/crds/example.com/widget_v1.json) (template core/test/w.yaml.j2)"]
+
+
+def test_kubernetes_minor_without_schemas_is_reported(cluster: Cluster) -> None:
+    import dataclasses
+
+    future = dataclasses.replace(cluster, microk8s_channel="1.99/stable")
+    plan, tree = _plan(future, {})
+    problems = k8s_check.check(plan, tree, [])
+    assert len(problems) == 1 and "no schemas for Kubernetes 1.99" in problems[0].message
+
+
+def test_components_are_planned_with_valid_objects(cluster: Cluster) -> None:
+    """Every platform object as rendered validates on its own (fast, without kustomize)."""
+    import yaml
+
+    from hkgen import platform
+    from hkgen.render import render_file
+
+    comps: list[Component] = platform.components(cluster)
+    checked = 0
+    for comp in comps:
+        for f in comp.files:
+            text = render_file(f, {"cluster": cluster, "components": tuple(comps)}, "test")
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    assert errors(doc) == [], (comp.name, f.path)
+                    checked += 1
+    assert checked >= 15
