@@ -77,7 +77,8 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     """Every secret key `cluster` needs, sorted by name."""
     keys = [SecretKey("JOIN_TOKEN", "MicroK8s persistent cluster token shared by all nodes (32 characters a-z0-9)",
                       r"^[a-z0-9]{32}$")]
-    ssids = sorted({n.wifi.ssid for n in (*cluster.nodes, *cluster.satellites) if n.wifi and n.link == "wifi"})
+    wifis = [n.wifi for n in cluster.nodes if n.link == "wifi"] + [s.wifi for s in cluster.satellites if s.link == "wifi"]
+    ssids = sorted({w.ssid for w in wifis if w is not None})
     keys += [SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)",
                        r"^[ -~]{8,63}$") for s in ssids]
     if cluster.backup:
