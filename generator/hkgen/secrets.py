@@ -80,7 +80,7 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     wifis = [n.wifi for n in cluster.nodes if n.link == "wifi"] + [s.wifi for s in cluster.satellites if s.link == "wifi"]
     ssids = sorted({w.ssid for w in wifis if w is not None})
     keys += [SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)",
-                       r"^[ -~]{8,63}$") for s in ssids]
+                       r"^[ !#-~]{8,63}$") for s in ssids]
     if cluster.backup:
         keys += [SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
                  SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target",
