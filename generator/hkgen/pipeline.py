@@ -28,12 +28,15 @@ def cluster_file_for(path: Path) -> Path:
         if (path / "cluster.yaml").exists():
             return path / "cluster.yaml"
         raise UsageError(f"{path}: no cluster.yaml in this folder")
-    if path.name == "cluster.yaml" or path.suffix in (".yaml", ".yml") and not path.parent.joinpath("cluster.yaml").exists():
+    if path.name == "cluster.yaml":
         return path
+    # A file anywhere inside a cluster folder (pre-commit passes e.g. apps/grafana/x.yaml): its cluster.
     for parent in path.parents:
         candidate = parent / "cluster.yaml"
         if candidate.exists():
             return candidate
+    if path.suffix in (".yaml", ".yml"):
+        return path  # a cluster file under another name, outside any cluster folder
     raise UsageError(f"{path}: not inside a cluster folder (no cluster.yaml above it)")
 
 

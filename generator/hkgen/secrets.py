@@ -149,7 +149,7 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
     for need in required_keys(cluster):
         if need.name not in values:
             problems.append(doc.problem(("stringData",), f"missing secret {need.name}: {need.description}",
-                                        f"add it with: sops {shown}", key=True))
+                                        "add it with `hkgen secrets add-missing` (keeps every other value)", key=True))
     return problems
 
 

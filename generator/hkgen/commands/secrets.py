@@ -1,0 +1,137 @@
+"""`hkgen secrets init|check|add-missing PATH`: the cluster's encrypted secret values, never printed.
+
+Values a user must bring (S3 and Wi-Fi credentials, custom apps' keys) come from
+`HKGEN_SECRET_<KEY>` environment variables or a hidden prompt; any key can be given that way (to
+keep an existing Zigbee network key, say). Without one, the key gets a placeholder that
+`secrets check` reports until it is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._common import cluster_paths, err, out
+
+if TYPE_CHECKING:
+    from ..model import Cluster
+    from ..scaffold import SecretsChange
+    from ..secrets import SecretKey
+
+NAME = "secrets"
+HELP = "create, check or complete the cluster's SOPS-encrypted secrets (values are never printed)"
+ENV_PREFIX = "HKGEN_SECRET_"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `hkgen secrets`."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("init", "generate every secret the cluster needs into a new encrypted file"),
+                       ("check", "decrypt and report missing, unset or malformed secrets (exit 1 if any)"),
+                       ("add-missing", "add the secrets the cluster now needs, keeping every existing value")):
+        sub = actions.add_parser(name, help=text, description=text + ". " + __doc__.split("\n\n", 1)[1].strip())
+        sub.add_argument("path", metavar="PATH", help="a cluster.yaml, its folder, or a file inside it")
+        sub.add_argument("--age-key", metavar="FILE",
+                         help="age private key (default: $SOPS_AGE_KEY_FILE, ~/.config/hkgen/<cluster>.agekey, "
+                              "then sops' own default)")
+        if name != "check":
+            sub.add_argument("--no-input", action="store_true", help="never prompt; unset values get placeholders")
+
+
+def _supplier(interactive: bool) -> Callable[[SecretKey, bool], str | None]:
+    """Value of a key from HKGEN_SECRET_<KEY>, else (for keys only the user knows) a hidden prompt."""
+    import getpass
+
+    def supply(key: SecretKey, must: bool) -> str | None:
+        value = os.environ.get(ENV_PREFIX + key.name)
+        if value is not None:
+            return value
+        if must and interactive:
+            answer = getpass.getpass(f"{key.name} ({key.description}; empty to leave unset): ")
+            return answer or None
+        return None
+
+    return supply
+
+
+def _key_file(args: argparse.Namespace, cluster: Cluster) -> Path | None:
+    from ..scaffold import default_key_file
+
+    if args.age_key:
+        path = Path(args.age_key)
+        if not path.is_file():
+            from ..errors import UsageError
+
+            raise UsageError(f"{args.age_key}: no such age key file")
+        return path
+    if os.environ.get("SOPS_AGE_KEY_FILE") or os.environ.get("SOPS_AGE_KEY"):
+        return None  # sops reads them itself
+    default = default_key_file(cluster.name, os.environ)
+    return default if default.is_file() else None
+
+
+def _report(change: SecretsChange, label: str) -> None:
+    ignored = sorted(k for k in change.kept if ENV_PREFIX + k in os.environ)
+    if ignored:
+        err(f"hkgen: note: ignored {', '.join(ENV_PREFIX + k for k in ignored)}: those keys already have values, "
+            "which hkgen never replaces (edit them with sops)")
+    for word, names in (("generated", change.generated), ("set from your input", change.supplied),
+                        ("kept", change.kept)):
+        if names:
+            out(f"{word}: {', '.join(names)}")
+    if change.placeholders:
+        out(f"not set yet (placeholder): {', '.join(change.placeholders)}")
+        err(f"{label}: set them with `{ENV_PREFIX}<KEY>=... hkgen secrets add-missing {label}` "
+            "or by editing the file with sops")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen action on one cluster."""
+    from ..scaffold import add_missing_secrets, create_secrets_file, load_cluster
+
+    (path,) = cluster_paths([args.path])
+    cluster, folder = load_cluster(path)
+    secrets_file = folder / cluster.secrets_file
+    label = str(path.parent)
+    interactive = not getattr(args, "no_input", True) and sys.stdin.isatty()
+    if args.action == "init":
+        change = create_secrets_file(cluster, secrets_file, _supplier(interactive))
+        _report(change, label)
+        err(f"{secrets_file}: created, encrypted to {len(cluster.age_recipients)} age recipient(s)")
+        return 0
+    if args.action == "add-missing":
+        change = add_missing_secrets(cluster, secrets_file, _supplier(interactive), key_file=_key_file(args, cluster))
+        _report(change, label)
+        err(f"{secrets_file}: " + (f"{len(change.written)} key(s) written, the others kept" if change.written
+                                   else "nothing to add"))
+        return 0
+    return _check(cluster, path, secrets_file, args)
+
+
+def _check(cluster: Cluster, path: Path, secrets_file: Path, args: argparse.Namespace) -> int:
+    from ..load import load_file
+    from ..pipeline import cluster_file_for, display_name
+    from ..scaffold import audit_secrets
+    from ..secrets import check_secrets_file, decrypt, required_keys
+
+    file = cluster_file_for(path)
+    static = check_secrets_file(cluster, file.parent, load_file(file, display_name(file)))
+    if not secrets_file.is_file():
+        for problem in static:
+            out(problem.format())
+        return 1
+    audit = audit_secrets(cluster, decrypt(secrets_file, age_key_file=_key_file(args, cluster)))
+    audit.file_problems = [p.format() for p in static if p.severity == "error" and "missing secret" not in p.message]
+    for line in [*audit.file_problems, *audit.missing, *audit.placeholders, *audit.malformed, *audit.duplicates]:
+        out(line)
+    for name in audit.unused:
+        out(f"{name}: not used by this cluster any more (harmless; remove it with sops if you like)")
+    if audit.ok:
+        err(f"{secrets_file}: all {len(required_keys(cluster))} required secrets are set and well-formed")
+        return 0
+    err(f"{secrets_file}: secrets are incomplete; `hkgen secrets add-missing {path.parent}` adds missing keys")
+    return 1

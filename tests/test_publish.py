@@ -1,0 +1,320 @@
+"""`hkgen publish` against a real local bare repository with real git.
+
+Each test gets a bare "remote" and a clone of it holding the reference cluster's inputs. Git runs
+with the hermetic global config from conftest (GIT_CONFIG_GLOBAL in tmp); the identity is set in
+the clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hkgen.errors import UsageError, WriteError
+from hkgen.publish import publish
+from hkgen.write import MANIFEST
+
+HOME = Path(__file__).resolve().parents[1] / "clusters" / "home"
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
+    if check and done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout.strip()
+
+
+def clone(remote: Path, dest: Path) -> Path:
+    git(remote.parent, "clone", "--quiet", str(remote), str(dest))
+    git(dest, "config", "user.name", "Test Person")
+    git(dest, "config", "user.email", "test@example.invalid")
+    return dest
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare repository whose main branch holds a README and a .gitignore (no cluster yet)."""
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = clone(bare, tmp_path / "seed")
+    git(seed, "symbolic-ref", "HEAD", "refs/heads/main")
+    (seed / "README.md").write_text("# home ops\n")
+    (seed / ".gitignore").write_text(".hkgen-tx/\n.hkgen-tx.tmp/\n*.agekey\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "--quiet", "-m", "initial")
+    git(seed, "push", "--quiet", "origin", "main")
+    shutil.rmtree(seed)
+    return bare
+
+
+@pytest.fixture
+def work(remote: Path, tmp_path: Path) -> Path:
+    """A clone with clusters/home/{cluster.yaml,secrets.sops.yaml} added but not committed."""
+    repo = clone(remote, tmp_path / "work")
+    cluster = repo / "clusters" / "home"
+    cluster.mkdir(parents=True)
+    for name in ("cluster.yaml", "secrets.sops.yaml"):
+        shutil.copy2(HOME / name, cluster / name)
+    return repo
+
+
+def fast(path: Path, **kwargs: object):
+    """publish() without the kustomize/schema verification (seconds per call on the reference
+    cluster); the git behaviour under test does not depend on it. The first test verifies fully."""
+    return publish(path, verify=False, **kwargs)  # type: ignore[arg-type]
+
+
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD")
+
+
+def remote_main(remote: Path) -> str:
+    return git(remote, "rev-parse", "refs/heads/main")
+
+
+def files_in(repo: Path, commit: str) -> list[str]:
+    return git(repo, "show", "--name-only", "--format=", commit).splitlines()
+
+
+def status(repo: Path) -> str:
+    return git(repo, "status", "--porcelain", "--untracked-files=all")
+
+
+def edit_description(cluster: Path, text: str) -> None:
+    path = cluster / "cluster.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    lines = [f"  description: {text}\n" if ln.startswith("  description:") else ln for ln in lines]
+    path.write_text("".join(lines))
+
+
+def test_first_publish_commits_only_the_cluster_and_pushes(work: Path, remote: Path) -> None:
+    (work / "notes.txt").write_text("not for the cluster")  # untracked, outside: must stay out
+    before = head(work)
+    result = publish(work / "clusters" / "home")
+    assert result.commit is not None and result.commit == head(work)
+    assert git(work, "rev-parse", f"{result.commit}^") == before
+    committed = files_in(work, result.commit)
+    assert "clusters/home/cluster.yaml" in committed
+    assert "clusters/home/secrets.sops.yaml" in committed
+    assert f"clusters/home/{MANIFEST}" in committed
+    assert all(p.startswith("clusters/home/") for p in committed)
+    manifest = json.loads((work / "clusters" / "home" / MANIFEST).read_text())
+    assert {f"clusters/home/{p}" for p in manifest["files"]} <= set(committed)
+    assert remote_main(remote) == result.commit
+    assert status(work) == "?? notes.txt"
+    assert result.pushed == [git(work, "log", "-1", "--format=%h %s")]
+    assert git(work, "log", "-1", "--format=%s") == "clusters/home: publish rendered cluster home"
+    assert "Rendered by hkgen" in git(work, "log", "-1", "--format=%b")
+
+
+def test_publish_again_is_a_noop(work: Path, remote: Path) -> None:
+    fast(work / "clusters" / "home")
+    tip = head(work)
+    again = fast(work / "clusters" / "home")
+    assert again.nothing_to_do and again.commit is None
+    assert not again.report.dirty
+    assert head(work) == tip == remote_main(remote)
+
+
+def test_publish_to_an_empty_remote_creates_the_branch(tmp_path: Path) -> None:
+    bare = tmp_path / "empty.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    repo = clone(bare, tmp_path / "fresh")
+    git(repo, "symbolic-ref", "HEAD", "refs/heads/main")
+    cluster = repo / "clusters" / "home"
+    cluster.mkdir(parents=True)
+    for name in ("cluster.yaml", "secrets.sops.yaml"):
+        shutil.copy2(HOME / name, cluster / name)
+    result = fast(cluster)
+    assert result.commit is not None
+    assert remote_main(bare) == result.commit
+    assert git(repo, "rev-list", "--count", "HEAD") == "1"
+
+
+def test_change_publishes_only_cluster_files_and_leaves_other_edits_alone(work: Path, remote: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    (work / "README.md").write_text("# home ops\n\nan unstaged edit of mine\n")
+    edit_description(cluster, "Now with a second description.")
+    result = fast(cluster, message="describe the cluster better")
+    assert result.commit is not None
+    committed = files_in(work, result.commit)
+    assert "clusters/home/cluster.yaml" in committed
+    assert all(p.startswith("clusters/home/") for p in committed)
+    assert git(work, "log", "-1", "--format=%s") == "describe the cluster better"
+    assert status(work) == "M README.md"
+    assert remote_main(remote) == result.commit
+
+
+def test_refuses_unrelated_staged_changes_and_changes_nothing(work: Path, remote: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    tip = head(work)
+    (work / "README.md").write_text("# staged elsewhere\n")
+    git(work, "add", "README.md")
+    edit_description(cluster, "A change that must wait.")
+    manifest = (cluster / MANIFEST).read_bytes()
+    with pytest.raises(WriteError, match=r"changes outside the cluster are staged .*: README\.md"):
+        fast(cluster)
+    assert head(work) == tip == remote_main(remote)
+    assert (cluster / MANIFEST).read_bytes() == manifest
+    assert git(work, "diff", "--cached", "--name-only") == "README.md"
+
+
+def test_refuses_drift_in_the_cluster_folder(work: Path, remote: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    tip = head(work)
+    (cluster / "secrets.plain.yaml").write_text("stringData: {JOIN_TOKEN: oops}\n")  # a decrypted copy
+    (cluster / "cluster.yaml.orig").write_text("editor leftovers\n")
+    with pytest.raises(WriteError) as err:
+        fast(cluster)
+    message = str(err.value)
+    assert "changes that `hkgen render` does not produce" in message
+    assert "clusters/home/cluster.yaml.orig (untracked)" in message
+    assert "clusters/home/secrets.plain.yaml (untracked)" in message
+    assert "oops" not in message
+    assert head(work) == tip == remote_main(remote)
+
+
+def _commit_as_if_generated(work: Path, rel: str, content: bytes) -> None:
+    """Record `rel` as generated by an earlier render (older hkgen) and commit it."""
+    cluster = work / "clusters" / "home"
+    manifest = json.loads((cluster / MANIFEST).read_text())
+    manifest["files"][rel] = hashlib.sha256(content).hexdigest()
+    (cluster / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (cluster / rel).parent.mkdir(parents=True, exist_ok=True)
+    (cluster / rel).write_bytes(content)
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", "older render")
+    git(work, "push", "--quiet", "origin", "main")
+
+
+def test_refuses_a_hand_edited_generated_file_and_removes_stale_ones(work: Path, remote: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    _commit_as_if_generated(work, "apps/retired/release.yaml", b"kind: HelmRelease\n")
+    (cluster / "apps" / "retired" / "release.yaml").write_text("kind: HelmRelease\n# my tweak\n")
+    tip = head(work)
+    with pytest.raises(WriteError, match=r"release\.yaml: was edited by hand and is no longer generated"):
+        fast(cluster)
+    assert head(work) == tip
+    git(work, "checkout", "--", "clusters/home/apps/retired/release.yaml")
+    result = fast(cluster)
+    assert result.commit is not None
+    assert "clusters/home/apps/retired/release.yaml" in files_in(work, result.commit)
+    assert not (cluster / "apps" / "retired").exists()
+    assert git(work, "ls-tree", "-r", "--name-only", "HEAD", "clusters/home/apps/retired") == ""
+    assert remote_main(remote) == result.commit
+
+
+def test_refuses_when_behind_or_diverged_and_never_forces(work: Path, remote: Path, tmp_path: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    other = clone(remote, tmp_path / "other")
+    (other / "CHANGELOG.md").write_text("someone else\n")
+    git(other, "add", "-A")
+    git(other, "commit", "--quiet", "-m", "someone else's commit")
+    git(other, "push", "--quiet", "origin", "main")
+    theirs = remote_main(remote)
+    edit_description(cluster, "Mine.")
+    with pytest.raises(WriteError, match=r"main is behind origin/main .*git pull --ff-only origin main"):
+        fast(cluster)
+    (work / "LOCAL.md").write_text("mine\n")
+    git(work, "add", "LOCAL.md")
+    git(work, "commit", "--quiet", "-m", "a local commit")
+    with pytest.raises(WriteError, match=r"main has diverged from origin/main; hkgen never force-pushes"):
+        fast(cluster)
+    assert remote_main(remote) == theirs
+    assert git(work, "log", "-1", "--format=%s") == "a local commit"
+    git(work, "pull", "--quiet", "--rebase", "--autostash", "origin", "main")
+    result = fast(cluster)
+    assert remote_main(remote) == result.commit
+    assert git(remote, "merge-base", "--is-ancestor", theirs, "refs/heads/main", check=False) == ""
+
+
+def test_push_rejected_by_the_remote_is_reported_and_the_commit_kept(work: Path, remote: Path) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch: no direct pushes' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = remote_main(remote)
+    with pytest.raises(WriteError) as err:
+        fast(work / "clusters" / "home")
+    assert "was refused" in str(err.value) and "committed locally as" in str(err.value)
+    assert "nothing was forced" in str(err.value)
+    assert remote_main(remote) == before
+    assert git(work, "log", "-1", "--format=%s").startswith("clusters/home: publish")
+
+
+def test_dry_run_changes_nothing(work: Path, remote: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    edit_description(cluster, "Dry.")
+    before_status, tip = status(work), head(work)
+    manifest = (cluster / MANIFEST).read_bytes()
+    result = fast(cluster, dry_run=True)
+    assert result.dry_run and result.commit is None
+    assert "clusters/home/cluster.yaml" in result.files
+    assert result.pushed == ["(the new commit)"]
+    assert status(work) == before_status and head(work) == tip == remote_main(remote)
+    assert (cluster / MANIFEST).read_bytes() == manifest
+
+
+def test_refuses_detached_head_and_unfinished_merges(work: Path) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    git(work, "switch", "--quiet", "--detach", "HEAD")
+    with pytest.raises(WriteError, match="HEAD is detached"):
+        fast(cluster)
+    git(work, "switch", "--quiet", "main")
+    merge_head = Path(git(work, "rev-parse", "--git-path", "MERGE_HEAD"))
+    (work / merge_head).write_text(head(work) + "\n")
+    with pytest.raises(WriteError, match="a merge is in progress"):
+        fast(cluster)
+
+
+def test_refuses_generated_files_hidden_by_gitignore(work: Path) -> None:
+    (work / ".gitignore").write_text(".hkgen-tx/\n*.json\n")
+    git(work, "commit", "--quiet", "-am", "ignore json")
+    with pytest.raises(WriteError, match=rf"\.gitignore hides clusters/home/{MANIFEST}"):
+        fast(work / "clusters" / "home")
+
+
+def test_outside_a_git_work_tree_is_a_usage_error(home_copy: Path) -> None:
+    with pytest.raises(UsageError, match="not inside a git work tree"):
+        fast(home_copy)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_publish_reports_and_refuses_without_traceback(hkgen, work: Path, remote: Path) -> None:
+    run = hkgen("publish", "clusters/home", "--no-verify", "-m", "first render", cwd=work)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "committed clusters/home/cluster.yaml" in run.stdout
+    assert "pushed" in run.stdout and "to origin/main" in run.stderr
+    assert git(work, "log", "-1", "--format=%s") == "first render"
+    assert remote_main(remote) == head(work)
+    noop = hkgen("publish", "clusters/home", "--no-verify", cwd=work)
+    assert noop.returncode == 0 and "nothing to publish" in noop.stderr
+    (work / "clusters" / "home" / "stray.txt").write_text("x")
+    refused = hkgen("publish", "clusters/home", "--no-verify", "--dry-run", cwd=work)
+    assert refused.returncode == 1
+    assert "clusters/home/stray.txt (untracked)" in refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+
+
+def test_cli_publish_of_an_invalid_cluster_commits_nothing(hkgen, work: Path, remote: Path) -> None:
+    fast(work / "clusters" / "home")
+    tip = head(work)
+    path = work / "clusters" / "home" / "cluster.yaml"
+    path.write_text(path.read_text().replace("name: home ", "name: Home "))
+    run = hkgen("publish", "clusters/home", cwd=work)
+    assert run.returncode == 1
+    assert "clusters/home/cluster.yaml:" in run.stdout and "$.cluster.name" in run.stdout
+    assert head(work) == tip == remote_main(remote)
