@@ -439,7 +439,7 @@ def test_home_assistant_runs_once_on_longhorn_with_host_networking(reference: Re
     spec = pod_spec(sts)
     assert sts["spec"]["replicas"] == 1
     assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
-    assert spec["terminationGracePeriodSeconds"] == 60
+    assert spec["terminationGracePeriodSeconds"] == 30  # short: it adds directly to every failover (plan)
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == "longhorn-critical"
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"

@@ -567,11 +567,24 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     assert 'APT::Periodic::Unattended-Upgrade "0";' in apt
 
 
-def test_microk8s_older_than_the_launch_config_format_is_refused(tmp_path: Path) -> None:
-    def old(data: Any) -> None:
-        data["microk8s"]["channel"] = "1.27/stable"
+def test_microk8s_older_than_the_launch_config_format_is_refused() -> None:
+    """1.27 reads launch configs only up to 0.1.0: the schema refuses it, and seeds would too."""
+    import copy
+
+    from hkgen.catalogue import load_catalogue
+    from hkgen.load import load_file, load_text
+    from hkgen.model import build_model
+    from hkgen.schema import apply_defaults, default_versions
+    from hkgen.validate import validate_document
+    from hkgen.yamlio import dump
+
+    data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
+    data["microk8s"]["channel"] = "1.27/stable"
+    result = validate_document(load_text(dump(data), "cluster.yaml"))
+    assert [p.path for p in result.errors] == ["$.microk8s.channel"]
+    cluster = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
     with pytest.raises(RenderError, match=r"MicroK8s 1.27 cannot read the launch configuration format 0.2.0"):
-        seeds.plan(variant(tmp_path, old))
+        seeds.plan(cluster)
 
 
 # --- disks, SD-card wear, energy, power loss ---------------------------------------------------------

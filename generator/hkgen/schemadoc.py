@@ -55,7 +55,8 @@ PATTERNS: dict[str, str] = {
         "one OpenSSH public key line: key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, "
         "sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), base64 key, optional comment",
     "^([01][0-9]|2[0-3]):[0-5][0-9]$": "time of day HH:MM, 24-hour clock",
-    "^1\\.(2[7-9]|3[0-9])/(stable|candidate)$": "MicroK8s snap channel 1.27/stable to 1.39/stable (or /candidate)",
+    "^1\\.(2[89]|3[0-9])/(stable|candidate)$": "MicroK8s snap channel 1.28/stable to 1.39/stable (or /candidate)",
+    '^[^"\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$': "one line of text without double quotes or control characters",
     "^/var/lib/longhorn[a-z0-9-]*$": "/var/lib/longhorn, optionally followed by lowercase letters, digits or `-`",
     "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$":
         "http:// or https:// URL: host, optional port and path, no query",
