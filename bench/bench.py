@@ -70,8 +70,16 @@ def synthetic(nodes: int, apps: int, dest: Path) -> Path:
     data: dict[str, Any] = copy.deepcopy(load_file(REPO / "clusters/home/cluster.yaml").data)
     lan = ipaddress.ip_network("10.20.0.0/20")
     hosts = list(lan.hosts())
-    data["network"].update({"lan": str(lan), "gateway": str(hosts[0]), "dns": [str(hosts[0])], "ntp": [str(hosts[0])],
-                            "loadBalancerPool": f"{hosts[4000]}-{hosts[4050]}", "ingressIP": str(hosts[4001])})
+    data["network"].update(
+        {
+            "lan": str(lan),
+            "gateway": str(hosts[0]),
+            "dns": [str(hosts[0])],
+            "ntp": [str(hosts[0])],
+            "loadBalancerPool": f"{hosts[4000]}-{hosts[4050]}",
+            "ingressIP": str(hosts[4001]),
+        }
+    )
     data["apps"]["mosquitto"]["loadBalancerIP"] = str(hosts[4000])
     template_nodes = data["nodes"]
     out_nodes = []
@@ -79,7 +87,7 @@ def synthetic(nodes: int, apps: int, dest: Path) -> Path:
         base = copy.deepcopy(template_nodes[min(i, 3)] if i < 3 else template_nodes[4 + (i % 5)])
         base["hostname"] = f"cp{i + 1}" if i < 3 else f"w{i - 2}"
         base["ip"] = str(hosts[10 + i])
-        base["mac"] = "dc:a6:32:%02x:%02x:%02x" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
+        base["mac"] = f"dc:a6:32:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
         for j, disk in enumerate(base.get("disks", [])):
             disk["id"] = f"usb-Bench_SSD_{i:05d}_{j}-0:0"
         if i == 3:
@@ -92,9 +100,15 @@ def synthetic(nodes: int, apps: int, dest: Path) -> Path:
     for k, sat in enumerate(data["satellites"]):
         sat["ip"] = str(hosts[3000 + k])
     data["customApps"] = [
-        {"name": f"app{k:02d}", "image": f"ghcr.io/example/app{k:02d}:1.0.{k}", "port": 8000 + k,
-         "memoryMiB": 32, "cpuMillis": 10, "expose": "ingress",
-         **({"storage": {"sizeGiB": 1, "mountPath": "/data"}} if k % 3 == 0 else {})}
+        {
+            "name": f"app{k:02d}",
+            "image": f"ghcr.io/example/app{k:02d}:1.0.{k}",
+            "port": 8000 + k,
+            "memoryMiB": 32,
+            "cpuMillis": 10,
+            "expose": "ingress",
+            **({"storage": {"sizeGiB": 1, "mountPath": "/data"}} if k % 3 == 0 else {}),
+        }
         for k in range(max(apps - 5, 0))
     ]
     folder = dest / f"n{nodes}-a{apps}"
@@ -126,15 +140,43 @@ def make_secrets(cluster_dir: Path) -> None:
     values = {}
     for k in required_keys(result.cluster):
         n = k.name
-        values[n] = (rnd.token_hex(16) if n.endswith("NETWORK_KEY") else rnd.token_hex(8) if n.endswith("EXT_PAN_ID")
-                     else "1a2b" if n.endswith("PAN_ID") else "".join(rnd.choice("abcdefghij0123456789") for _ in range(32))
-                     if n == "JOIN_TOKEN" else rnd.token_urlsafe(18))
+        values[n] = (
+            rnd.token_hex(16)
+            if n.endswith("NETWORK_KEY")
+            else rnd.token_hex(8)
+            if n.endswith("EXT_PAN_ID")
+            else "1a2b"
+            if n.endswith("PAN_ID")
+            else "".join(rnd.choice("abcdefghij0123456789") for _ in range(32))
+            if n == "JOIN_TOKEN"
+            else rnd.token_urlsafe(18)
+        )
     plain = cluster_dir / "plain.yaml"
-    plain.write_text(dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cluster-secrets",
-                           "namespace": "flux-system"}, "stringData": values}))
-    enc = subprocess.run([sops_command(), "--disable-version-check", "--encrypt", "--age", str(key.to_public()),
-                          "--encrypted-regex", "^(data|stringData)$", str(plain)], capture_output=True, text=True,
-                         check=True)
+    plain.write_text(
+        dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "cluster-secrets", "namespace": "flux-system"},
+                "stringData": values,
+            }
+        )
+    )
+    enc = subprocess.run(
+        [
+            sops_command(),
+            "--disable-version-check",
+            "--encrypt",
+            "--age",
+            str(key.to_public()),
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            str(plain),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     plain.unlink()
     (cluster_dir / "secrets.sops.yaml").write_text(enc.stdout)
 
@@ -175,39 +217,62 @@ def main() -> int:
         for nodes, apps in sizes:
             cdir = synthetic(nodes, apps, work)
             t_validate, rss_v, _ = median_run([*HKGEN, "validate", "-q", str(cdir)], repeat)
-            t_render, rss_r, _ = median_run([*HKGEN, "render", "-q", str(cdir)], repeat,
-                                            prepare=lambda c=cdir: clean_tree(c))
+            t_render, rss_r, _ = median_run(
+                [*HKGEN, "render", "-q", str(cdir)], repeat, prepare=lambda c=cdir: clean_tree(c)
+            )
             t_check, rss_c, _ = median_run([*HKGEN, "render", "--check", "-q", str(cdir)], repeat)
             _, _, noop_out = median_run([*HKGEN, "render", str(cdir)], 1)
             roots = kustomize_roots(cdir)
             t_kz = statistics.median(bare_kustomize(roots) for _ in range(repeat)) if roots else 0.0
             files = sum(1 for p in cdir.rglob("*") if p.is_file())
-            noop_written = sum(int(x.split()[0]) for x in noop_out.strip().splitlines()[-1].split(": ", 1)[1].split(", ")
-                               if x.split()[1] in ("created", "changed", "removed"))
-            rows[(nodes, apps)] = {"validate": t_validate, "render": t_render, "check": t_check, "kustomize": t_kz,
-                                   "roots": len(roots), "files": files, "rss": max(rss_v, rss_r, rss_c),
-                                   "noop_written": noop_written}
-    print(f"hkgen benchmark ({'quick' if args.quick else 'full'}), median of {repeat} run(s), "
-          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"validate clusters/home (interpreter start included): {t_validate_ref:.3f} s "
-          f"[target <= {TARGETS['validate_ref_s']} s] {'OK' if t_validate_ref <= TARGETS['validate_ref_s'] else 'MISSED'}")
-    header = f"{'nodes':>6} {'apps':>5} {'files':>6} {'roots':>5} {'validate':>9} {'render':>8} {'check':>8} " \
-             f"{'kustomize':>10} {'check/kz':>9} {'peak RSS':>9} {'no-op writes':>12}"
+            noop_written = sum(
+                int(x.split()[0])
+                for x in noop_out.strip().splitlines()[-1].split(": ", 1)[1].split(", ")
+                if x.split()[1] in ("created", "changed", "removed")
+            )
+            rows[(nodes, apps)] = {
+                "validate": t_validate,
+                "render": t_render,
+                "check": t_check,
+                "kustomize": t_kz,
+                "roots": len(roots),
+                "files": files,
+                "rss": max(rss_v, rss_r, rss_c),
+                "noop_written": noop_written,
+            }
+    print(
+        f"hkgen benchmark ({'quick' if args.quick else 'full'}), median of {repeat} run(s), "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    )
+    print(
+        f"validate clusters/home (interpreter start included): {t_validate_ref:.3f} s "
+        f"[target <= {TARGETS['validate_ref_s']} s] {'OK' if t_validate_ref <= TARGETS['validate_ref_s'] else 'MISSED'}"
+    )
+    header = (
+        f"{'nodes':>6} {'apps':>5} {'files':>6} {'roots':>5} {'validate':>9} {'render':>8} {'check':>8} "
+        f"{'kustomize':>10} {'check/kz':>9} {'peak RSS':>9} {'no-op writes':>12}"
+    )
     print(header)
     for (nodes, apps), r in rows.items():
         ratio = r["check"] / r["kustomize"] if r["kustomize"] else float("nan")
-        print(f"{nodes:>6} {apps:>5} {r['files']:>6.0f} {r['roots']:>5.0f} {r['validate']:>8.2f}s {r['render']:>7.2f}s "
-              f"{r['check']:>7.2f}s {r['kustomize']:>9.2f}s {ratio:>8.2f}x {r['rss']:>7.0f}MB {r['noop_written']:>12.0f}")
+        print(
+            f"{nodes:>6} {apps:>5} {r['files']:>6.0f} {r['roots']:>5.0f} {r['validate']:>8.2f}s {r['render']:>7.2f}s "
+            f"{r['check']:>7.2f}s {r['kustomize']:>9.2f}s {ratio:>8.2f}x {r['rss']:>7.0f}MB {r['noop_written']:>12.0f}"
+        )
     ref_row = rows[(9, 5)]
     ratio = ref_row["check"] / ref_row["kustomize"] if ref_row["kustomize"] else float("nan")
-    print(f"render --check of a 9-node cluster vs bare kustomize over its roots: {ratio:.2f}x "
-          f"[target <= {TARGETS['check_vs_kustomize']}x] {'OK' if ratio <= TARGETS['check_vs_kustomize'] else 'MISSED'}")
+    print(
+        f"render --check of a 9-node cluster vs bare kustomize over its roots: {ratio:.2f}x "
+        f"[target <= {TARGETS['check_vs_kustomize']}x] {'OK' if ratio <= TARGETS['check_vs_kustomize'] else 'MISSED'}"
+    )
     if (1000, 50) in rows and (100, 50) in rows:
         big, mid = rows[(1000, 50)], rows[(100, 50)]
         scale = big["render"] / mid["render"]
-        for label, value, target in (("render 1000 nodes/50 apps", big["render"], TARGETS["render_1000_s"]),
-                                     ("peak RSS 1000 nodes/50 apps (MB)", big["rss"], TARGETS["rss_1000_mb"]),
-                                     ("time(1000)/time(100)", scale, TARGETS["scale_1000_100"])):
+        for label, value, target in (
+            ("render 1000 nodes/50 apps", big["render"], TARGETS["render_1000_s"]),
+            ("peak RSS 1000 nodes/50 apps (MB)", big["rss"], TARGETS["rss_1000_mb"]),
+            ("time(1000)/time(100)", scale, TARGETS["scale_1000_100"]),
+        ):
             print(f"{label}: {value:.2f} [target <= {target}] {'OK' if value <= target else 'MISSED'}")
     print(f"no-op re-render files written: {max(r['noop_written'] for r in rows.values()):.0f} [target 0]")
     return 0

@@ -20,8 +20,13 @@ KNOWN = {
 
 def _forms(value: str) -> list[str]:
     raw = value.encode()
-    return [value, base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("="),
-            urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    return [
+        value,
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+    ]
 
 
 def test_rendered_tree_holds_no_secret_value(home_copy: Path, secrets_for, hkgen) -> None:
@@ -36,7 +41,9 @@ def test_rendered_tree_holds_no_secret_value(home_copy: Path, secrets_for, hkgen
         for name, value in values.items():
             for form in _forms(value):
                 if len(form) >= 8 and form in data:
-                    hits.append(f"{path.relative_to(home_copy)} contains {name} ({'plain' if form == value else 'encoded'})")
+                    hits.append(
+                        f"{path.relative_to(home_copy)} contains {name} ({'plain' if form == value else 'encoded'})"
+                    )
     assert hits == []
     for name, value in values.items():
         for form in _forms(value):

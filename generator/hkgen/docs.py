@@ -1,5 +1,6 @@
 """Generated per-cluster documents: the recovery runbook (RECOVERY.md) with the exact commands
-for this cluster and the plan's headline figures. Markdown, rendered like every other file."""
+for this cluster and the plan's headline figures. Markdown, rendered like every other file.
+"""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ __all__ = ["Rendering", "cluster_file_for", "render_cluster", "validate_cluster"
 
 def cluster_file_for(path: Path) -> Path:
     """The cluster.yaml a command-line PATH refers to: the file, its folder, or any file inside
-    a cluster folder (what pre-commit passes)."""
+    a cluster folder (what pre-commit passes).
+    """
     if path.is_dir():
         if (path / "cluster.yaml").exists():
             return path / "cluster.yaml"

@@ -120,7 +120,9 @@ def _check_paths(files: list[OutputFile], source: str) -> None:
     for f in files:
         parts = f.path.parts
         if f.path.is_absolute() or not parts or any(p in ("", ".", "..") for p in parts):
-            problems.append(Problem(source, 0, 0, "$", f"planned output path {str(f.path)!r} is not inside the cluster folder"))
+            problems.append(
+                Problem(source, 0, 0, "$", f"planned output path {str(f.path)!r} is not inside the cluster folder")
+            )
         elif f.path in seen:
             problems.append(Problem(source, 0, 0, "$", f"two outputs are planned at {f.path}"))
         seen.add(f.path)

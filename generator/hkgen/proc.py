@@ -65,7 +65,7 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float = DEFAUL
     if not args:
         raise ValueError("empty argv")
     try:
-        proc = subprocess.run(  # noqa: S603 - argv list, no shell, program resolved by caller
+        proc = subprocess.run(
             args, cwd=cwd, env=_environment(env), input=stdin, capture_output=True, text=True,
             timeout=timeout, check=False,
         )

@@ -62,10 +62,12 @@ def environment() -> Any:
     from .yamlio import scalar
 
     env = Environment(
-        loader=PrefixLoader({
-            "core": FileSystemLoader(str(data_dir("templates"))),
-            "apps": FileSystemLoader(str(data_dir("apps"))),
-        }),
+        loader=PrefixLoader(
+            {
+                "core": FileSystemLoader(str(data_dir("templates"))),
+                "apps": FileSystemLoader(str(data_dir("apps"))),
+            }
+        ),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -73,7 +75,13 @@ def environment() -> Any:
         autoescape=False,  # noqa: S701 - output is YAML/text, values go through the yaml filter
         auto_reload=False,
     )
-    env.filters.update(yaml=scalar, to_yaml=to_yaml, b64=_b64, sha256=_sha256, tojson=lambda v: json.dumps(v, default=_plain, sort_keys=True))
+    env.filters.update(
+        yaml=scalar,
+        to_yaml=to_yaml,
+        b64=_b64,
+        sha256=_sha256,
+        tojson=lambda v: json.dumps(v, default=_plain, sort_keys=True),
+    )
     return env
 
 

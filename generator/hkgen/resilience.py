@@ -23,7 +23,16 @@ from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatab
 from .catalogue import Workload
 from .model import Cluster, Node
 
-__all__ = ["DEFAULTS", "DEFAULT_POLICY", "JSON_VERSION", "TIMINGS", "Analysis", "analyse", "rendered_settings", "report"]
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_POLICY",
+    "JSON_VERSION",
+    "TIMINGS",
+    "Analysis",
+    "analyse",
+    "rendered_settings",
+    "report",
+]
 
 JSON_VERSION = 1  # layout version of the `hkgen plan --format json` document
 
@@ -37,8 +46,12 @@ TIMINGS = {"node_monitor_period": 5, "longhorn_reaction": 10, "attach": 30}
 APP_START = {"home-assistant": 45, "zigbee2mqtt": 20, "mosquitto": 3, "prometheus": 60, "grafana": 15}
 # Power draw in watts (idle, full load), typical published measurements; SSD per USB disk.
 POWER = {
-    "rpi4": (2.7, 6.4), "rpi5": (3.3, 9.0), "cm4": (2.2, 6.0),
-    "rpi3b+": (1.9, 5.1), "rpi3b": (1.4, 3.7), "rpizero2w": (0.6, 3.0),
+    "rpi4": (2.7, 6.4),
+    "rpi5": (3.3, 9.0),
+    "cm4": (2.2, 6.0),
+    "rpi3b+": (1.9, 5.1),
+    "rpi3b": (1.4, 3.7),
+    "rpizero2w": (0.6, 3.0),
 }
 SSD_POWER = (0.6, 2.5)
 # Cold start after a power cut (seconds, estimates for a Pi 4 booting Ubuntu from USB/SD).
@@ -100,8 +113,9 @@ def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
         if comp.placement == "every-node":
             pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True))
         elif comp.placement == "storage-nodes":
-            pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib,
-                            every_node=True, storage_only=True))
+            pods.append(
+                Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True, storage_only=True)
+            )
         else:
             pods.extend(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib) for _ in range(comp.replicas))
     for w in workloads:
@@ -124,13 +138,16 @@ def place(
                 if pod.storage_only and not load.node.is_storage:
                     continue
                 load.pods.append(pod)
-    ordered = sorted((p for p in pods if not p.every_node),
-                     key=lambda p: (p.pinned_to is None, -p.mem, -p.cpu, p.workload))
+    ordered = sorted(
+        (p for p in pods if not p.every_node), key=lambda p: (p.pinned_to is None, -p.mem, -p.cpu, p.workload)
+    )
     for pod in ordered:
         candidates = [
-            load for load in loads.values()
+            load
+            for load in loads.values()
             if ((pod.pinned_to is None and load.node.schedulable) or pod.pinned_to == load.node.hostname)
-            and load.free_mem >= pod.mem and load.free_cpu >= pod.cpu
+            and load.free_mem >= pod.mem
+            and load.free_cpu >= pod.cpu
             and not any(q.workload == pod.workload for q in load.pods)
         ]
         if not candidates:
@@ -217,9 +234,11 @@ def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, 
         eviction = rendered.get("eviction", int(settings["eviction"]))
         termination = rendered.get("termination_grace", w.termination_grace_seconds)
         app_start = APP_START.get(w.app, APP_START.get(w.name, 20))
-        detach_ok = policy.startswith("delete-both") or (
-            policy == "delete-statefulset-pod" and w.kind == "StatefulSet") or (
-            policy == "delete-deployment-pod" and w.kind == "Deployment")
+        detach_ok = (
+            policy.startswith("delete-both")
+            or (policy == "delete-statefulset-pod" and w.kind == "StatefulSet")
+            or (policy == "delete-deployment-pod" and w.kind == "Deployment")
+        )
         steps = (
             ("node marked NotReady (grace + monitor period)", grace + TIMINGS["node_monitor_period"]),
             ("pod evicted (toleration)", eviction),
@@ -286,8 +305,11 @@ class Analysis:
             i, peak = POWER[s.board]
             idle += i
             load += peak
-        return {"idle_watts": round(idle, 1), "load_watts": round(load, 1),
-                "kwh_per_year_idle": round(idle * 24 * 365 / 1000, 1)}
+        return {
+            "idle_watts": round(idle, 1),
+            "load_watts": round(load, 1),
+            "kwh_per_year_idle": round(idle * 24 * 365 / 1000, 1),
+        }
 
     def cold_start(self) -> list[tuple[str, str, int, int]]:
         """Power-cut recovery order: (stage, what happens, seconds, cumulative seconds)."""
@@ -386,16 +408,26 @@ def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysi
         quorum = cluster.topology == "ha" and (voters_left >= 2 or cps_left >= 2)
         pinned = tuple(sorted({w.name for w in workloads if w.pinned_to == node.hostname}))
         at_risk = tuple(v.name for v in volumes if cluster.replicas < 2 and node.is_storage)
-        failures.append(Failure(
-            node=node.hostname, quorum_kept=quorum, voters_left=voters_left,
-            stranded=tuple(sorted({p.workload for p in stranded} - set(pinned))),
-            pinned_down=pinned, volumes_at_risk=at_risk,
-            volumes_not_fitting=tuple(fit_volumes(cluster, volumes, down)) if node.is_storage else (),
-        ))
+        failures.append(
+            Failure(
+                node=node.hostname,
+                quorum_kept=quorum,
+                voters_left=voters_left,
+                stranded=tuple(sorted({p.workload for p in stranded} - set(pinned))),
+                pinned_down=pinned,
+                volumes_at_risk=at_risk,
+                volumes_not_fitting=tuple(fit_volumes(cluster, volumes, down)) if node.is_storage else (),
+            )
+        )
     return Analysis(
-        cluster=cluster, loads=loads, unplaced=tuple(unplaced), failures=tuple(failures),
-        recoveries=tuple(recoveries(cluster, workloads, rendered)), volumes=tuple(volumes),
-        volumes_not_fitting=tuple(fit_volumes(cluster, volumes)), settings=rendered,
+        cluster=cluster,
+        loads=loads,
+        unplaced=tuple(unplaced),
+        failures=tuple(failures),
+        recoveries=tuple(recoveries(cluster, workloads, rendered)),
+        volumes=tuple(volumes),
+        volumes_not_fitting=tuple(fit_volumes(cluster, volumes)),
+        settings=rendered,
     )
 
 
@@ -406,34 +438,56 @@ def report(a: Analysis) -> dict[str, Any]:
     nodes = []
     for n in c.nodes:
         load = a.loads[n.hostname]
-        nodes.append({
-            "hostname": n.hostname, "role": n.role,
-            "dqlite": "voter" if n in c.voters else "stand-by" if n in c.standbys else None,
-            "schedulable": n.schedulable, "board": n.board, "memory_gib": n.memory_gib,
-            "storage_gb": n.storage_gb,
-            "memory_mib": {"allocatable": allocatable_mib(n), "requested": load.mem, "headroom": load.free_mem},
-            "cpu_millis": {"allocatable": allocatable_cpu_millis(n), "requested": load.cpu, "headroom": load.free_cpu},
-            "pods": sorted(p.workload for p in load.pods),
-        })
-    failures = [{
-        "node": f.node, "quorum_kept": f.quorum_kept, "voters_left": f.voters_left,
-        "pods_without_a_place": list(f.stranded), "pinned_workloads_down": list(f.pinned_down),
-        "volumes_losing_last_replica": list(f.volumes_at_risk),
-        "volumes_not_fitting_after": list(f.volumes_not_fitting),
-        "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
-    } for f in a.failures]
-    recoveries = [{
-        "workload": r.workload, "app": r.app, "kind": r.kind,
-        "steps": [{"what": what, "seconds": s} for what, s in r.steps],
-        "seconds_until_running": r.seconds, "app_start_seconds": r.start,
-        "defaults_seconds_until_running": r.default_seconds,
-    } for r in a.recoveries]
+        nodes.append(
+            {
+                "hostname": n.hostname,
+                "role": n.role,
+                "dqlite": "voter" if n in c.voters else "stand-by" if n in c.standbys else None,
+                "schedulable": n.schedulable,
+                "board": n.board,
+                "memory_gib": n.memory_gib,
+                "storage_gb": n.storage_gb,
+                "memory_mib": {"allocatable": allocatable_mib(n), "requested": load.mem, "headroom": load.free_mem},
+                "cpu_millis": {
+                    "allocatable": allocatable_cpu_millis(n),
+                    "requested": load.cpu,
+                    "headroom": load.free_cpu,
+                },
+                "pods": sorted(p.workload for p in load.pods),
+            }
+        )
+    failures = [
+        {
+            "node": f.node,
+            "quorum_kept": f.quorum_kept,
+            "voters_left": f.voters_left,
+            "pods_without_a_place": list(f.stranded),
+            "pinned_workloads_down": list(f.pinned_down),
+            "volumes_losing_last_replica": list(f.volumes_at_risk),
+            "volumes_not_fitting_after": list(f.volumes_not_fitting),
+            "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
+        }
+        for f in a.failures
+    ]
+    recoveries = [
+        {
+            "workload": r.workload,
+            "app": r.app,
+            "kind": r.kind,
+            "steps": [{"what": what, "seconds": s} for what, s in r.steps],
+            "seconds_until_running": r.seconds,
+            "app_start_seconds": r.start,
+            "defaults_seconds_until_running": r.default_seconds,
+        }
+        for r in a.recoveries
+    ]
     spofs = sorted({w for f in a.failures for w in f.pinned_down})
     return {
         "format": JSON_VERSION,
         "cluster": c.name,
         "control_plane": {
-            "voters": [n.hostname for n in c.voters], "stand_bys": [n.hostname for n in c.standbys],
+            "voters": [n.hostname for n in c.voters],
+            "stand_bys": [n.hostname for n in c.standbys],
             "failures_in_a_row_tolerated": a.failures_tolerated,
         },
         "nodes": nodes,
@@ -450,8 +504,9 @@ def report(a: Analysis) -> dict[str, Any]:
         "failover_settings": dict(a.settings),
         "recovery": recoveries,
         "power_cut": {
-            "order": [{"stage": s, "what": w, "seconds": sec, "cumulative_seconds": cum}
-                      for s, w, sec, cum in a.cold_start()],
+            "order": [
+                {"stage": s, "what": w, "seconds": sec, "cumulative_seconds": cum} for s, w, sec, cum in a.cold_start()
+            ],
             "home_assistant_back_seconds": a.home_assistant_back_after_power_cut(),
         },
         "power": a.power(),

@@ -40,8 +40,11 @@ def cluster_schema() -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                name: {"description": f"Version of {name} (default {pin}).", "type": "string",
-                       "pattern": "^v?[0-9]+(\\.[0-9]+){1,3}([-+.][A-Za-z0-9.]+)?$"}
+                name: {
+                    "description": f"Version of {name} (default {pin}).",
+                    "type": "string",
+                    "pattern": "^v?[0-9]+(\\.[0-9]+){1,3}([-+.][A-Za-z0-9.]+)?$",
+                }
                 for name, pin in sorted(pins.items())
             },
         }
@@ -72,7 +75,7 @@ def apply_defaults(data: Any, schema: dict[str, Any] | None = None, root: dict[s
     root = root or cluster_schema()
     schema = _resolve(schema if schema is not None else root, root)
     if isinstance(data, dict) and schema.get("type") == "object":
-        out = {k: v for k, v in data.items()}
+        out = dict(data)
         for key, sub in schema.get("properties", {}).items():
             sub = _resolve(sub, root)
             if key not in out:

@@ -40,10 +40,8 @@ _DNS_LABEL = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # the schema needs a line here (tests/test_readme.py lists the missing ones).
 PATTERNS: dict[str, str] = {
     f"^{_ONE_LINE}*$": "any text on one line (no control characters or line breaks)",
-    "^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$":
-        "lowercase name: a letter, then letters, digits or `-`, not ending in `-`",
-    f"^(?=.{{1,253}}$){_DNS_LABEL}(\\.{_DNS_LABEL})*$":
-        "DNS name: dot-separated labels of lowercase letters, digits and `-`, e.g. home.arpa",
+    "^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$": "lowercase name: a letter, then letters, digits or `-`, not ending in `-`",
+    f"^(?=.{{1,253}}$){_DNS_LABEL}(\\.{_DNS_LABEL})*$": "DNS name: dot-separated labels of lowercase letters, digits and `-`, e.g. home.arpa",
     "^(UTC|[A-Z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){1,2})$": "IANA time-zone name such as Europe/Berlin, or UTC",
     "^(C\\.UTF-8|[a-z]{2,3}_[A-Z]{2}\\.UTF-8)$": "C.UTF-8 or a UTF-8 locale such as `en_US.UTF-8`",
     f"^{_IPV4}/([0-9]|[12][0-9]|3[0-2])$": "IPv4 network in CIDR notation, e.g. 192.168.10.0/24",
@@ -51,15 +49,13 @@ PATTERNS: dict[str, str] = {
     f"^{_IPV4}-{_IPV4}$": "IPv4 address range FIRST-LAST, e.g. 192.168.10.200-192.168.10.220",
     "^[a-z_][a-z0-9_-]{0,31}$": "Linux user name: a lowercase letter or `_`, then letters, digits, `_` or `-`",
     "^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|"
-    f"sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={{0,3}}( {_ONE_LINE}{{0,200}})?$":
-        "one OpenSSH public key line: key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, "
-        "sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), base64 key, optional comment",
+    f"sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={{0,3}}( {_ONE_LINE}{{0,200}})?$": "one OpenSSH public key line: key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, "
+    "sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), base64 key, optional comment",
     "^([01][0-9]|2[0-3]):[0-5][0-9]$": "time of day HH:MM, 24-hour clock",
     "^1\\.(2[89]|3[0-9])/(stable|candidate)$": "MicroK8s snap channel 1.28/stable to 1.39/stable (or /candidate)",
     '^[^"\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$': "one line of text without double quotes or control characters",
     "^/var/lib/longhorn[a-z0-9-]*$": "/var/lib/longhorn, optionally followed by lowercase letters, digits or `-`",
-    "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$":
-        "http:// or https:// URL: host, optional port and path, no query",
+    "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$": "http:// or https:// URL: host, optional port and path, no query",
     "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$": "S3 bucket name: 3-63 lowercase letters, digits, `.` and `-`",
     "^[a-z0-9-]{1,32}$": "lowercase letters, digits and `-`, e.g. eu-central-1",
     "^[a-z0-9][a-z0-9-]{0,62}$": "lowercase letters, digits and `-`, starting with a letter or digit",
@@ -77,23 +73,25 @@ PATTERNS: dict[str, str] = {
     f"^{_DNS_LABEL}$": "DNS label: lowercase letters, digits and `-`, not starting or ending with `-`",
     "^([0-9a-f]{2}:){5}[0-9a-f]{2}$": "MAC address in lowercase hex, e.g. dc:a6:32:10:00:11",
     "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$":
-        "Kubernetes label key: optional DNS-name prefix and `/`, then a name of letters, digits, `-`, `_` and `.`",
-    "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$":
-        "Kubernetes label value: empty, or letters, digits, `-`, `_` and `.`, starting and ending alphanumeric",
-    "^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$":
-        "device id as in /dev/disk/by-id or /dev/serial/by-id: letters, digits and `._:+@=-`",
+    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$": "Kubernetes label key: optional DNS-name prefix and `/`, then a name of letters, digits, `-`, `_` and `.`",
+    "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$": "Kubernetes label value: empty, or letters, digits, `-`, `_` and `.`, starting and ending alphanumeric",
+    "^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$": "device id as in /dev/disk/by-id or /dev/serial/by-id: letters, digits and `._:+@=-`",
     "^[A-Z]{2}$": "two-letter country code in capitals, e.g. DE",
     "^[A-Za-z0-9][A-Za-z0-9_/-]{0,63}$": "MQTT topic: letters, digits, `_`, `-` and `/`",
-    "^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[a-f0-9]{64})$":
-        "container image with registry and a pinned tag or digest, e.g. ghcr.io/org/app:1.2.3",
+    "^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[a-f0-9]{64})$": "container image with registry and a pinned tag or digest, e.g. ghcr.io/org/app:1.2.3",
     "^(/[A-Za-z0-9._-]+)+$": "absolute path of letters, digits, `.`, `_` and `-`",
     "^[A-Z_][A-Z0-9_]{0,63}$": "environment variable name: capitals, digits and `_`",
     "^[A-Z][A-Z0-9_]{0,63}$": "secret key name in secrets.sops.yaml: capitals, digits and `_`",
 }
 
-_FORMATS = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "hostname": "host name", "uri": "URI",
-            "email": "e-mail address", "date-time": "RFC 3339 date and time"}
+_FORMATS = {
+    "ipv4": "IPv4 address",
+    "ipv6": "IPv6 address",
+    "hostname": "host name",
+    "uri": "URI",
+    "email": "e-mail address",
+    "date-time": "RFC 3339 date and time",
+}
 
 
 @dataclass(frozen=True)
@@ -109,8 +107,9 @@ class Row:
     description: str
 
 
-def _resolve(node: dict[str, Any], root: dict[str, Any],
-             seen: tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _resolve(
+    node: dict[str, Any], root: dict[str, Any], seen: tuple[str, ...]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     ref = node.get("$ref")
     if not isinstance(ref, str):
         return node, seen
@@ -220,17 +219,26 @@ def _default(node: dict[str, Any]) -> str:
     return _code(value if isinstance(value, str) else _json(value))
 
 
-def _walk(node: dict[str, Any], path: str, section: str, required: bool, root: dict[str, Any],
-          seen: tuple[str, ...]) -> Iterator[Row]:
+def _walk(
+    node: dict[str, Any], path: str, section: str, required: bool, root: dict[str, Any], seen: tuple[str, ...]
+) -> Iterator[Row]:
     """Rows for the property at `path` and everything below it, depth first in schema order."""
     node, seen = _resolve(node, root, seen)
-    yield Row(path=path, section=section, required=required, type=_type(node, root, seen), default=_default(node),
-              allowed="; ".join(_allowed(node)), description=str(node.get("description", "")))
+    yield Row(
+        path=path,
+        section=section,
+        required=required,
+        type=_type(node, root, seen),
+        default=_default(node),
+        allowed="; ".join(_allowed(node)),
+        description=str(node.get("description", "")),
+    )
     yield from _children(node, path, section, root, seen)
 
 
-def _children(node: dict[str, Any], path: str, section: str, root: dict[str, Any],
-              seen: tuple[str, ...]) -> Iterator[Row]:
+def _children(
+    node: dict[str, Any], path: str, section: str, root: dict[str, Any], seen: tuple[str, ...]
+) -> Iterator[Row]:
     needed = set(node.get("required", ()))
     for key, sub in node.get("properties", {}).items():
         yield from _walk(sub, f"{path}.{key}" if path else key, section or key, key in needed, root, seen)
@@ -297,8 +305,7 @@ def _cell(text: str) -> str:
     code spans as entities, so placeholders like <name> are shown instead of read as HTML tags.
     """
     parts = re.split(r"(`+[^`]*`+)", re.sub(r"\s+", " ", text).strip())
-    out = [p if p.startswith("`") else p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-           for p in parts]
+    out = [p if p.startswith("`") else p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in parts]
     return "".join(out).replace("|", "\\|")
 
 
@@ -311,8 +318,9 @@ def _table(items: list[Row]) -> list[str]:
     lines = ["| key | type | default | allowed values | description |", "|---|---|---|---|---|"]
     for r in items:
         key = _code(r.path) + (" **required**" if r.required else "")
-        lines.append(f"| {key} | {_cell(r.type)} | {r.default or '–'} | {r.allowed or '–'} | "
-                     f"{_cell(r.description) or '–'} |")
+        lines.append(
+            f"| {key} | {_cell(r.type)} | {r.default or '–'} | {r.allowed or '–'} | {_cell(r.description) or '–'} |"
+        )
     return lines
 
 
@@ -334,8 +342,13 @@ def _block(head: Row, all_rows: list[Row], level: str) -> list[str]:
         notes.append(f"allowed: {head.allowed}")
     lines += ["", "; ".join(notes) + "."]
     below = _below(all_rows, head.path)
-    children = [r for r in below if r.path.count(".") == head.path.count(".") + 1
-                and r.path.startswith(f"{head.path}.") and "[]" not in r.path.removeprefix(head.path)]
+    children = [
+        r
+        for r in below
+        if r.path.count(".") == head.path.count(".") + 1
+        and r.path.startswith(f"{head.path}.")
+        and "[]" not in r.path.removeprefix(head.path)
+    ]
     if level == "##" and children and all(_is_container(c) and _below(all_rows, c.path) for c in children):
         for child in children:
             lines += _block(child, all_rows, "###")
@@ -389,8 +402,15 @@ def reference(schema: dict[str, Any] | None = None) -> str:
         lines += _block(head, all_rows, "##")
     explained = [p for p in _patterns(schema) if p in PATTERNS]
     if explained:
-        lines += ["", "## Patterns", "", "The exact regular expressions behind the descriptions above.", "",
-                  "| meaning | regular expression |", "|---|---|"]
+        lines += [
+            "",
+            "## Patterns",
+            "",
+            "The exact regular expressions behind the descriptions above.",
+            "",
+            "| meaning | regular expression |",
+            "|---|---|",
+        ]
         lines += [f"| {_cell(PATTERNS[p])} | {_code(p)} |" for p in explained]
     return "\n".join(lines) + "\n"
 
@@ -402,6 +422,8 @@ def reference_file() -> Path:
     root = data_dir("schemas").parent
     docs = root / "docs"
     if not (root / "pyproject.toml").is_file() or not docs.is_dir():
-        raise UsageError(f"the configuration reference lives in a source checkout; {root} is not one "
-                         "(run `hkgen docs` to print it instead)")
+        raise UsageError(
+            f"the configuration reference lives in a source checkout; {root} is not one "
+            "(run `hkgen docs` to print it instead)"
+        )
     return root / REFERENCE_PATH

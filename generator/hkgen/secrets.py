@@ -33,7 +33,7 @@ __all__ = [
     "sops_command",
 ]
 
-SECRET_NAME = "cluster-secrets"
+SECRET_NAME = "cluster-secrets"  # noqa: S105 - the name of the Secret, not a secret
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:.*\]$", re.S)
 # Values are substituted as text into YAML inside the cluster (Flux postBuild, the Argo CD plugin):
 # no quotes, backslashes, '$', '`', braces or white space, which could break or escape the YAML.
@@ -75,33 +75,56 @@ def mqtt_users(cluster: Cluster) -> list[str]:
 
 def required_keys(cluster: Cluster) -> list[SecretKey]:
     """Every secret key `cluster` needs, sorted by name."""
-    keys = [SecretKey("JOIN_TOKEN", "MicroK8s persistent cluster token shared by all nodes (32 characters a-z0-9)",
-                      r"^[a-z0-9]{32}$")]
-    wifis = [n.wifi for n in cluster.nodes if n.link == "wifi"] + [s.wifi for s in cluster.satellites if s.link == "wifi"]
+    keys = [
+        SecretKey(
+            "JOIN_TOKEN",
+            "MicroK8s persistent cluster token shared by all nodes (32 characters a-z0-9)",
+            r"^[a-z0-9]{32}$",
+        )
+    ]
+    wifis = [n.wifi for n in cluster.nodes if n.link == "wifi"] + [
+        s.wifi for s in cluster.satellites if s.link == "wifi"
+    ]
     ssids = sorted({w.ssid for w in wifis if w is not None})
-    keys += [SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)",
-                       r"^[ !#-~]{8,63}$") for s in ssids]
+    keys += [
+        SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)", r"^[ !#-~]{8,63}$")
+        for s in ssids
+    ]
     if cluster.backup:
-        keys += [SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
-                 SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target",
-                           rf"^[{_SAFE}]{{8,}}$")]
+        keys += [
+            SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
+            SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", rf"^[{_SAFE}]{{8,}}$"),
+        ]
     if cluster.app("zigbee2mqtt"):
         for net in cluster.zigbee:
             base = key_for("ZIGBEE", net.name)
             keys += [
-                SecretKey(f"{base}_NETWORK_KEY", f"Zigbee network key of {net.name} (16 bytes as 32 hex digits)",
-                          r"^[0-9a-fA-F]{32}$"),
-                SecretKey(f"{base}_PAN_ID", f"PAN id of {net.name} (4 hex digits, not 0000 or FFFF)",
-                          r"^(?!0000$)(?![fF]{4}$)[0-9a-fA-F]{4}$"),
-                SecretKey(f"{base}_EXT_PAN_ID", f"extended PAN id of {net.name} (16 hex digits)",
-                          r"^[0-9a-fA-F]{16}$"),
+                SecretKey(
+                    f"{base}_NETWORK_KEY",
+                    f"Zigbee network key of {net.name} (16 bytes as 32 hex digits)",
+                    r"^[0-9a-fA-F]{32}$",
+                ),
+                SecretKey(
+                    f"{base}_PAN_ID",
+                    f"PAN id of {net.name} (4 hex digits, not 0000 or FFFF)",
+                    r"^(?!0000$)(?![fF]{4}$)[0-9a-fA-F]{4}$",
+                ),
+                SecretKey(f"{base}_EXT_PAN_ID", f"extended PAN id of {net.name} (16 hex digits)", r"^[0-9a-fA-F]{16}$"),
             ]
-    keys += [SecretKey(key_for("MQTT_PASSWORD", u), f"MQTT password of user {u} (12+ characters, no quotes, '$' or '\\')",
-                       rf"^[{_SAFE}]{{12,}}$")
-             for u in mqtt_users(cluster)]
+    keys += [
+        SecretKey(
+            key_for("MQTT_PASSWORD", u),
+            f"MQTT password of user {u} (12+ characters, no quotes, '$' or '\\')",
+            rf"^[{_SAFE}]{{12,}}$",
+        )
+        for u in mqtt_users(cluster)
+    ]
     if cluster.app("grafana"):
-        keys.append(SecretKey("GRAFANA_ADMIN_PASSWORD", "Grafana admin password (12+ characters, no quotes)",
-                              rf"^[{_SAFE}]{{12,}}$"))
+        keys.append(
+            SecretKey(
+                "GRAFANA_ADMIN_PASSWORD", "Grafana admin password (12+ characters, no quotes)", rf"^[{_SAFE}]{{12,}}$"
+            )
+        )
     for app in cluster.custom_apps:
         keys += [SecretKey(k, f"{var} of custom app {app.name}", rf"^[{_SAFE}]{{1,}}$") for var, k in app.secret_env]
     unique = {k.name: k for k in keys}
@@ -115,8 +138,13 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
     path = cluster_dir / cluster.secrets_file
     shown = str(Path(cluster_doc.file).parent / cluster.secrets_file)
     if not path.is_file():
-        return [cluster_doc.problem(("secrets", "file"), f"secrets file {shown} does not exist",
-                                    hint="create it with `hkgen secrets init` (needs the age key)")]
+        return [
+            cluster_doc.problem(
+                ("secrets", "file"),
+                f"secrets file {shown} does not exist",
+                hint="create it with `hkgen secrets init` (needs the age key)",
+            )
+        ]
     try:
         doc = load_file(path, shown)
     except ConfigError as err:
@@ -129,14 +157,24 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
         problems.append(doc.problem((), f"expected a Secret named {SECRET_NAME}"))
     sops = data.get("sops")
     if not isinstance(sops, dict):
-        problems.append(doc.problem((), "the file is not SOPS-encrypted (no sops metadata)",
-                                    f"encrypt it: sops --encrypt --in-place {shown}"))
+        problems.append(
+            doc.problem(
+                (),
+                "the file is not SOPS-encrypted (no sops metadata)",
+                f"encrypt it: sops --encrypt --in-place {shown}",
+            )
+        )
     else:
         recipients = {str(a.get("recipient")) for a in sops.get("age") or [] if isinstance(a, dict)}
         for i, rcpt in enumerate(cluster.age_recipients):
             if rcpt not in recipients:
-                problems.append(doc.problem(("sops", "age"), f"not encrypted to {rcpt[:16]}... (secrets.ageRecipients[{i}])",
-                                            f"run: sops updatekeys {shown}"))
+                problems.append(
+                    doc.problem(
+                        ("sops", "age"),
+                        f"not encrypted to {rcpt[:16]}... (secrets.ageRecipients[{i}])",
+                        f"run: sops updatekeys {shown}",
+                    )
+                )
     values = data.get("stringData")
     if not isinstance(values, dict):
         problems.append(doc.problem((), "no stringData mapping with the secret values"))
@@ -144,12 +182,24 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
     for key, value in values.items():
         if not isinstance(value, str) or not _ENC.match(value):
             # Never echo the value: it may be a plaintext secret.
-            problems.append(doc.problem(("stringData", key), f"value of {key} is not encrypted",
-                                        f"encrypt the file: sops --encrypt --in-place {shown}", key=True))
+            problems.append(
+                doc.problem(
+                    ("stringData", key),
+                    f"value of {key} is not encrypted",
+                    f"encrypt the file: sops --encrypt --in-place {shown}",
+                    key=True,
+                )
+            )
     for need in required_keys(cluster):
         if need.name not in values:
-            problems.append(doc.problem(("stringData",), f"missing secret {need.name}: {need.description}",
-                                        "add it with `hkgen secrets add-missing` (keeps every other value)", key=True))
+            problems.append(
+                doc.problem(
+                    ("stringData",),
+                    f"missing secret {need.name}: {need.description}",
+                    "add it with `hkgen secrets add-missing` (keeps every other value)",
+                    key=True,
+                )
+            )
     return problems
 
 

@@ -7,4 +7,16 @@ the order in `--help`; modules not listed come after, alphabetically.
 
 from __future__ import annotations
 
-ORDER = ("validate", "render", "plan", "boot_media", "publish", "init", "migrate", "secrets", "verify_charts", "schema", "docs")
+ORDER = (
+    "validate",
+    "render",
+    "plan",
+    "boot_media",
+    "publish",
+    "init",
+    "migrate",
+    "secrets",
+    "verify_charts",
+    "schema",
+    "docs",
+)

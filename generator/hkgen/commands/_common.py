@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-__all__ = ["EXIT_CODES", "err", "out", "cluster_paths"]
+__all__ = ["EXIT_CODES", "cluster_paths", "err", "out"]
 
 EXIT_CODES = """exit codes:
   0  success (valid, rendered, tree current)

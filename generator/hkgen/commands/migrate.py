@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import difflib
     import os
     import tempfile
+    from pathlib import Path
 
     from ..errors import ConfigError
     from ..load import load_file, load_text
@@ -45,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             out(f"{name}: {note}")
         if args.diff:
-            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), result.text.splitlines(True),
-                                                       f"a/{name}", f"b/{name}"))
+            sys.stdout.writelines(
+                difflib.unified_diff(text.splitlines(True), result.text.splitlines(True), f"a/{name}", f"b/{name}")
+            )
         if args.check:
             err(f"{name}: format {result.from_version} needs migrating to {result.to_version}")
             status = 1
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         fd, tmp = tempfile.mkstemp(prefix=".cluster.", suffix=".yaml", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(result.text)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
+        Path(tmp).chmod(path.stat().st_mode & 0o777)
+        Path(tmp).replace(path)
         err(f"{name}: migrated from format {result.from_version} to {result.to_version}")
     return status

@@ -17,7 +17,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the tree on disk is not current")
     parser.add_argument("--diff", action="store_true", help="print a unified diff of what changes")
     parser.add_argument("--force", action="store_true", help="overwrite or remove generated files edited by hand")
-    parser.add_argument("--no-verify", action="store_true", help="skip kustomize builds and schema checks (faster, unsafe)")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip kustomize builds and schema checks (faster, unsafe)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
 
 
