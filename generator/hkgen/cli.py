@@ -53,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .commands._common import err, out
     from .errors import HkgenError, ProblemsError
 
+    for stream in (sys.stdout, sys.stderr):
+        # A non-UTF-8 terminal must not turn a message with 'é' into a crash.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)

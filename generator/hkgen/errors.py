@@ -6,9 +6,10 @@ Anything that is not an `HkgenError` escaping to the CLI is a bug in hkgen.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ConfigError",
@@ -21,9 +22,49 @@ __all__ = [
     "UsageError",
     "VerifyError",
     "WriteError",
+    "printable",
+    "shown",
 ]
 
 Severity = Literal["error", "warning"]
+
+# Characters that would break a message over lines, reorder it on screen or fail to encode:
+# C0/C1 controls, line and paragraph separators, BOM, bidirectional overrides, lone surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """Return `text` with every control character escaped, so it prints as one readable line."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """Return a value as a message shows it: quoted, escaped and cut to about `limit` characters.
+
+    Strings are single-quoted with control characters escaped (a message stays one line whatever
+    the file holds); mappings and lists are named, not dumped; huge numbers are not spelled out.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, int) and value.bit_length() > 160:
+        return "a number with more than 48 digits"
+    if not isinstance(value, str):
+        return printable(str(value))[:limit]
+    text = printable(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"'{text}'"
 
 
 @dataclass(frozen=True, order=True)
@@ -46,7 +87,8 @@ class Problem:
         """Render the problem as one line, the form every hkgen command prints."""
         level = "warning: " if self.severity == "warning" else ""
         hint = f" (hint: {self.hint})" if self.hint else ""
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {level}{self.message}{hint}"
+        # Escaped once more here: whatever a stage put in a problem, it prints as one line.
+        return printable(f"{self.file}:{self.line}:{self.col}: {self.path}: {level}{self.message}{hint}")
 
 
 class HkgenError(Exception):
@@ -55,7 +97,7 @@ class HkgenError(Exception):
     exit_code = 1
 
     def lines(self) -> list[str]:
-        """The lines the CLI prints for this error."""
+        """Return the lines the CLI prints for this error."""
         return [str(self)]
 
 
@@ -73,6 +115,7 @@ class ProblemsError(HkgenError):
         super().__init__("\n".join(p.format() for p in self.problems))
 
     def lines(self) -> list[str]:
+        """Return one formatted line per problem, sorted by position."""
         return [p.format() for p in self.problems]
 
 

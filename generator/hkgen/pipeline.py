@@ -25,7 +25,7 @@ def cluster_file_for(path: Path) -> Path:
     """The cluster.yaml a command-line PATH refers to: the file, its folder, or any file inside
     a cluster folder (what pre-commit passes).
     """
-    if path.is_dir():
+    if path.is_dir() and path.name != "cluster.yaml":
         if (path / "cluster.yaml").exists():
             return path / "cluster.yaml"
         raise UsageError(f"{path}: no cluster.yaml in this folder")

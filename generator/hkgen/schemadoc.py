@@ -33,7 +33,7 @@ REFERENCE_PATH = "docs/configuration.md"
 
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
-_ONE_LINE = "[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]"
+_ONE_LINE = "[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
 _DNS_LABEL = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 
 # Regular expressions of the schema in words. Keyed by the exact pattern text; a new pattern in
@@ -53,7 +53,7 @@ PATTERNS: dict[str, str] = {
     "sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com), base64 key, optional comment",
     "^([01][0-9]|2[0-3]):[0-5][0-9]$": "time of day HH:MM, 24-hour clock",
     "^1\\.(2[89]|3[0-9])/(stable|candidate)$": "MicroK8s snap channel 1.28/stable to 1.39/stable (or /candidate)",
-    '^[^"\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$': "one line of text without double quotes or control characters",
+    '^[^"\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ufeff]*$': "one line of text without double quotes or control characters",
     "^/var/lib/longhorn[a-z0-9-]*$": "/var/lib/longhorn, optionally followed by lowercase letters, digits or `-`",
     "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$": "http:// or https:// URL: host, optional port and path, no query",
     "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$": "S3 bucket name: 3-63 lowercase letters, digits, `.` and `-`",

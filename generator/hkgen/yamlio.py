@@ -4,12 +4,14 @@ Rendered files are read by YAML 1.2 readers (kustomize, Flux, Argo CD) and by YA
 (cloud-init uses PyYAML). A string whose plain form means something else in either version
 (`on`, `no`, `1:20`, `0o17`, `~`) is quoted, and characters that YAML readers fold or reject
 (C0/C1 controls, U+0085, U+2028/2029, BOM) are escaped in double quotes, so every string
-reloads as exactly the string that was meant. No global ruamel state is touched.
+reloads as exactly the string that was meant; floats are written in the form both versions read
+as floats (`1.0e-05`, `.inf`). No global ruamel state is touched.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from typing import Any
 
@@ -21,6 +23,8 @@ from ruamel.yaml.resolver import VersionedResolver
 __all__ = ["dump", "dump_all", "make_yaml", "needs_quotes", "scalar"]
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RESOLVER_11 = VersionedResolver(version=(1, 1))
 _RESOLVER_12 = VersionedResolver(version=(1, 2))
 # Characters a YAML reader folds, rejects or treats as a line break: escape them.
@@ -47,13 +51,25 @@ def _style_for(text: str) -> str | None:
 
 
 class _Representer(RoundTripRepresenter):
-    """Round-trip representer whose strings are safe for YAML 1.1 and 1.2 readers."""
+    """Round-trip representer whose strings and floats read the same in YAML 1.1 and 1.2."""
 
     def represent_str(self, data: str) -> Any:
+        _refuse_surrogates(data)
         return self.represent_scalar(_STR_TAG, data, style=_style_for(data))
+
+    def represent_float(self, data: float) -> Any:
+        return self.represent_scalar(_FLOAT_TAG, _float(data))
 
 
 _Representer.add_representer(str, _Representer.represent_str)
+_Representer.add_representer(float, _Representer.represent_float)
+
+
+def _refuse_surrogates(text: str) -> None:
+    # A lone surrogate is not text: no UTF-8 file can hold it and libyaml rejects its escape.
+    # The loader refuses them in input, so one here is a bug in the caller.
+    if _SURROGATE.search(text):
+        raise ValueError("a string with an unpaired surrogate cannot be written as YAML")
 
 
 def make_yaml() -> YAML:
@@ -97,6 +113,23 @@ def _escape_double(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _float(value: float) -> str:
+    """Return a float in the form both readers take as that float.
+
+    YAML 1.1 wants a '.' and a signed exponent (`1e-05` is a string there), and neither version
+    reads Python's `inf`/`nan`.
+    """
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}e{exponent}" if exponent else mantissa
+
+
 def scalar(value: Any) -> str:
     """One value as an inline (flow) YAML scalar, for use inside templates.
 
@@ -108,10 +141,13 @@ def scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        return _float(value)
     if not isinstance(value, str):
         raise TypeError(f"scalar() takes a str, number, bool or None, not {type(value).__name__}")
+    _refuse_surrogates(value)
     if _NEEDS_ESCAPE.search(value) or "\n" in value or "\t" in value or "\r" in value:
         return _escape_double(value)
     if _PLAIN_SAFE.match(value) and not value.endswith(" ") and not needs_quotes(value):
