@@ -551,12 +551,25 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:30";' in apt
     assert 'Unattended-Upgrade::Automatic-Reboot "true";' in apt
 
-    def long_stagger(data: Any) -> None:
-        data["os"]["upgrades"]["staggerMinutes"] = 240  # 11 hosts x 4 h wrap past midnight
-    wrapping = variant(tmp_path / "wrap", long_stagger)
-    with pytest.raises(RenderError) as err:
+    # 11 hosts x 4 h wrap past midnight: refused by validate (located) and by the seeds themselves
+    import copy
+
+    from hkgen.catalogue import load_catalogue
+    from hkgen.load import load_file, load_text
+    from hkgen.model import build_model
+    from hkgen.schema import apply_defaults, default_versions
+    from hkgen.validate import validate_document
+    from hkgen.yamlio import dump
+
+    data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
+    data["os"]["upgrades"]["staggerMinutes"] = 240
+    result = validate_document(load_text(dump(data), "cluster.yaml"))
+    assert {p.path for p in result.errors} == {"$.os.upgrades.staggerMinutes"}
+    message = " ".join(p.message for p in result.errors)
+    assert "control plane cp1 (03:30) and w4 (03:30) would reboot less than 240 minutes apart" in message
+    wrapping = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
+    with pytest.raises(RenderError, match="would reboot less than 240 minutes apart"):
         seeds.plan(wrapping)
-    assert "control plane cp1 (03:30) and w4 (03:30) would reboot less than 240 minutes apart" in str(err.value)
 
     def disabled(data: Any) -> None:
         data["os"]["upgrades"]["enabled"] = False

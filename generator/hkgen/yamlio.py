@@ -28,7 +28,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _RESOLVER_11 = VersionedResolver(version=(1, 1))
 _RESOLVER_12 = VersionedResolver(version=(1, 2))
 # Characters a YAML reader folds, rejects or treats as a line break: escape them.
-_NEEDS_ESCAPE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
+# Bidirectional controls are escaped too: raw, they make a file read differently than it is.
+_NEEDS_ESCAPE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff\ufffe\uffff]"
+)
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9 _./@%+=()-]*$")
 
 
