@@ -242,6 +242,11 @@ class Cluster:
     custom_apps: tuple[CustomApp, ...] = ()
 
     @property
+    def source_label(self) -> str:
+        """How rendered files name the cluster file: the same whatever path hkgen was called with."""
+        return f"clusters/{self.name}/cluster.yaml"
+
+    @property
     def kubernetes_minor(self) -> str:
         """Kubernetes minor version of the MicroK8s channel, e.g. '1.34'."""
         return self.microk8s_channel.split("/", 1)[0]

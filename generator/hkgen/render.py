@@ -118,7 +118,7 @@ def render_file(out: OutputFile, base_context: Mapping[str, Any], source: str) -
 def render_plan(plan: Plan) -> Rendered:
     """Render every file of `plan`; all template failures are collected and raised together."""
     cluster = plan.cluster
-    source = f"clusters/{cluster.name}/cluster.yaml"
+    source = cluster.source_label
     base = {"cluster": cluster, "components": plan.components}
     out: Rendered = {}
     problems: list[Problem] = []
