@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _template_cache() -> None:
+    """Compiled templates go to the user's cache folder ($XDG_CACHE_HOME/hkgen or ~/.cache/hkgen)."""
+    from pathlib import Path
+
+    from .resources import set_cache_dir
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    set_cache_dir(Path(base) / "hkgen")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hkgen` console script."""
     from .commands._common import err, out
@@ -59,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
+    _template_cache()
     try:
         code: int = args.func(args)
         return code

@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .errors import ConfigError, Problem
-from .load import Document, PathKey, json_path, load_text
+from .load import Document, PathKey, json_path, load_generated
 from .plan import Plan
 from .render import Rendered
 from .verify import Built
@@ -162,7 +162,8 @@ def _shorten(message: str, limit: int = 300) -> str:
 
 def _load(label: str, text: str) -> tuple[Document | None, list[Problem]]:
     try:
-        return load_text(text, label), []
+        # hkgen's own output: the fast libyaml loader (verify.reparse already checked the YAML).
+        return load_generated(text, label), []
     except ConfigError as err:
         return None, list(err.problems)
 

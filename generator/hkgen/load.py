@@ -20,7 +20,17 @@ from typing import Any
 
 from .errors import ConfigError, Problem, UsageError, shown
 
-__all__ = ["Document", "PathKey", "json_path", "load_bytes", "load_file", "load_text", "resolve_cluster_file"]
+__all__ = [
+    "Document",
+    "PathKey",
+    "json_path",
+    "load_bytes",
+    "load_file",
+    "load_generated",
+    "load_generated_all",
+    "load_text",
+    "resolve_cluster_file",
+]
 
 PathKey = tuple[str | int, ...]
 
@@ -650,3 +660,68 @@ def _resolve_plain(value: str, implicit: tuple[bool, bool]) -> str:
 
 
 _RESOLVER: Any = None
+
+
+def _fast_loader() -> Any:
+    """libyaml's parser with PyYAML's safe constructor, timestamps left as strings (as JSON Schema wants)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class GeneratedLoader(base):  # type: ignore[valid-type,misc]
+        """Loader for files hkgen generated itself (trusted, already reparse-checked)."""
+
+    GeneratedLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    return GeneratedLoader
+
+
+_GENERATED_LOADER: Any = None
+
+
+def load_generated(text: str, name: str) -> Document:
+    """Load a YAML document hkgen rendered itself, fast (libyaml), with positions for messages.
+
+    Only for hkgen's own output: user input goes through `load_text`, which refuses hostile YAML.
+    """
+    import yaml
+
+    global _GENERATED_LOADER
+    if _GENERATED_LOADER is None:
+        _GENERATED_LOADER = _fast_loader()
+    try:
+        node = yaml.compose(text, Loader=_GENERATED_LOADER)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = f"YAML syntax error: {getattr(err, 'problem', err)}"
+        raise ConfigError([Problem(name, line, col, "$", message)]) from None
+    if node is None:
+        raise ConfigError([Problem(name, 1, 1, "$", "file is empty")])
+    data = _GENERATED_LOADER("").construct_document(node)
+    values: dict[PathKey, tuple[int, int]] = {}
+    keys: dict[PathKey, tuple[int, int]] = {}
+    stack: list[tuple[Any, PathKey]] = [(node, ())]
+    while stack:
+        current, path = stack.pop()
+        values[path] = (current.start_mark.line + 1, current.start_mark.column + 1)
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                child = (*path, str(key_node.value))
+                keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                stack.append((value_node, child))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(current.value))
+    return Document(name, data, values, keys)
+
+
+def load_generated_all(text: str) -> list[Any]:
+    """All documents of a multi-document YAML stream hkgen or kustomize produced, as plain data."""
+    import yaml
+
+    global _GENERATED_LOADER
+    if _GENERATED_LOADER is None:
+        _GENERATED_LOADER = _fast_loader()
+    return list(yaml.load_all(text, Loader=_GENERATED_LOADER))

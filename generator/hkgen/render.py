@@ -57,7 +57,7 @@ def _sha256(value: str) -> str:
 @cache
 def environment() -> Any:
     """The one Jinja2 environment (templates are compiled once per process)."""
-    from jinja2 import Environment, FileSystemLoader, PrefixLoader, StrictUndefined
+    from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, PrefixLoader, StrictUndefined
 
     from .yamlio import scalar
 
@@ -74,6 +74,7 @@ def environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - output is YAML/text, values go through the yaml filter
         auto_reload=False,
+        bytecode_cache=_bytecode_cache(FileSystemBytecodeCache),
     )
     env.filters.update(
         yaml=scalar,
@@ -83,6 +84,26 @@ def environment() -> Any:
         tojson=lambda v: json.dumps(v, default=_plain, sort_keys=True),
     )
     return env
+
+
+def _bytecode_cache(factory: Any) -> Any:
+    """Compiled templates kept in the CLI's cache folder across runs.
+
+    Compiling ~80 templates costs about 0.4 s per run; loading them compiled costs a few ms.
+    Jinja keys the cache by template source checksum, so a changed template is recompiled.
+    """
+    from . import __version__
+    from .resources import cache_dir
+
+    base = cache_dir()
+    if base is None:
+        return None
+    folder = base / f"jinja-{__version__}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None  # a read-only home: compile every time, as without a cache
+    return factory(str(folder), "hkgen-%s.cache")
 
 
 def _with_header(text: str, fmt: str, source: str) -> str:

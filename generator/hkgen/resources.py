@@ -10,7 +10,19 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-__all__ = ["data_dir", "package_dir"]
+__all__ = ["cache_dir", "data_dir", "package_dir", "set_cache_dir"]
+
+_CACHE: list[Path] = []
+
+
+def set_cache_dir(folder: Path) -> None:
+    """Where hkgen may keep caches (compiled templates); set by the CLI, unset in library use."""
+    _CACHE[:] = [folder]
+
+
+def cache_dir() -> Path | None:
+    """The cache folder the CLI chose, or None (no caching)."""
+    return _CACHE[0] if _CACHE else None
 
 _FOLDERS = ("templates", "schemas", "apps")
 

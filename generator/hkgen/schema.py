@@ -21,9 +21,10 @@ __all__ = ["apply_defaults", "cluster_schema", "composed_schema_text", "default_
 @cache
 def default_versions() -> dict[str, dict[str, str]]:
     """hkgen's pinned chart and image versions (versions.yaml), as strings."""
-    from .load import load_file
+    from .load import load_generated
 
-    data = load_file(package_dir() / "versions.yaml").data
+    path = package_dir() / "versions.yaml"
+    data = load_generated(path.read_text("utf-8"), str(path)).data
     return {group: {k: str(v) for k, v in pins.items()} for group, pins in data.items()}
 
 

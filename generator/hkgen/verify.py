@@ -156,18 +156,40 @@ def kustomize_roots(tree: Rendered) -> list[PurePosixPath]:
     return sorted(p.parent for p in tree if p.name == "kustomization.yaml")
 
 
-def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]:
-    """Build every kustomization root of `tree` in a scratch copy; parse the output."""
-    from ruamel.yaml import YAML
+def top_roots(tree: Rendered) -> list[PurePosixPath]:
+    """The kustomization roots no other root includes as a resource.
 
-    from .kustomize import build_all
+    Building a root builds every root it includes, with the same files, so the included ones
+    need no build of their own: each object is built (and schema-checked) once, not twice.
+    """
+    import posixpath
+
+    from .load import load_generated_all
 
     roots = kustomize_roots(tree)
+    known = set(roots)
+    covered: set[PurePosixPath] = set()
+    for root in roots:
+        docs = load_generated_all(tree[root / "kustomization.yaml"].decode("utf-8"))
+        for doc in docs:
+            for entry in (doc or {}).get("resources") or []:
+                if isinstance(entry, str) and "://" not in entry:
+                    child = PurePosixPath(posixpath.normpath(str(root / entry)))
+                    if child in known and child != root:
+                        covered.add(child)
+    return [r for r in roots if r not in covered]
+
+
+def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]:
+    """Build every kustomization root of `tree` in a scratch copy; parse the output."""
+    from .kustomize import build_all
+    from .load import load_generated_all
+
+    roots = top_roots(tree)
     if not roots:
         return [], []
     problems: list[Problem] = []
     built: list[Built] = []
-    reader = YAML(typ="safe", pure=True)
     with tempfile.TemporaryDirectory(prefix="hkgen-verify-") as tmp:
         base = Path(tmp)
         for rel, data in tree.items():
@@ -181,7 +203,7 @@ def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]
                 message = result.error.replace(str(base) + "/", "").strip().splitlines()
                 problems.append(Problem(label, 0, 0, "$", "kustomize build failed: " + " | ".join(message[-3:])))
                 continue
-            docs = tuple(d for d in reader.load_all(result.output) if isinstance(d, dict))
+            docs = tuple(d for d in load_generated_all(result.output) if isinstance(d, dict))
             built.append(Built(rel, docs))
     return built, problems
 
