@@ -551,7 +551,7 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:30";' in apt
     assert 'Unattended-Upgrade::Automatic-Reboot "true";' in apt
 
-    # 11 hosts x 4 h wrap past midnight: refused by validate (located) and by the seeds themselves
+    # More hosts than windows share the workers' windows, never a control plane's
     import copy
 
     from hkgen.catalogue import load_catalogue
@@ -562,13 +562,21 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     from hkgen.yamlio import dump
 
     data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
-    data["os"]["upgrades"]["staggerMinutes"] = 240
+    data["os"]["upgrades"]["staggerMinutes"] = 240  # six 4-hour windows a day for 11 hosts
+    shared = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
+    windows = seeds.reboot_schedule(shared)
+    cp_windows = [windows[h] for h in ("cp1", "cp2", "cp3")]
+    assert cp_windows == ["03:30", "07:30", "11:30"]
+    assert not set(cp_windows) & {w for h, w in windows.items() if h not in ("cp1", "cp2", "cp3")}
+    assert validate_document(load_text(dump(data), "cluster.yaml")).errors == ()
+    # six control planes need six windows of their own plus one for the rest: refused, located
+    for node in data["nodes"][3:6]:
+        node["role"] = "control-plane"
     result = validate_document(load_text(dump(data), "cluster.yaml"))
-    assert {p.path for p in result.errors} == {"$.os.upgrades.staggerMinutes"}
-    message = " ".join(p.message for p in result.errors)
-    assert "control plane cp1 (03:30) and w4 (03:30) would reboot less than 240 minutes apart" in message
+    assert [p.path for p in result.errors] == ["$.os.upgrades.staggerMinutes"]
+    assert "6 control planes and the other hosts need 7 reboot windows" in result.errors[0].message
     wrapping = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
-    with pytest.raises(RenderError, match="would reboot less than 240 minutes apart"):
+    with pytest.raises(RenderError, match="need 7 reboot windows"):
         seeds.plan(wrapping)
 
     def disabled(data: Any) -> None:

@@ -131,39 +131,45 @@ def _hhmm(minutes: int) -> str:
 def reboot_schedule(cluster: Cluster) -> dict[str, str]:
     """Automatic-reboot time (HH:MM, local) of every node then satellite, in file order.
 
-    Node k reboots `staggerMinutes` after node k-1, so control planes (listed first in any sane
-    file, but any order works) never reboot together and quorum holds; satellites follow.
+    The day is cut into windows of `staggerMinutes` from `rebootTime`. Every control plane gets
+    a window of its own, so two of them never reboot together and quorum holds; the other hosts
+    follow one window each and, when there are more hosts than windows (a large cluster), share
+    the remaining windows round-robin — never a control plane's.
     """
     start = _minutes(cluster.reboot_time)
-    hosts = [n.hostname for n in cluster.nodes] + [s.hostname for s in cluster.satellites]
-    return {host: _hhmm(start + i * cluster.reboot_stagger_minutes) for i, host in enumerate(hosts)}
+    step = cluster.reboot_stagger_minutes
+    slots = max(1, (24 * 60) // step)
+    cps = [n.hostname for n in cluster.control_planes]
+    others = [n.hostname for n in cluster.nodes if n.hostname not in cps] + [s.hostname for s in cluster.satellites]
+    schedule = {host: _hhmm(start + i * step) for i, host in enumerate(cps)}
+    free = max(slots - len(cps), 1)
+    for i, host in enumerate(others):
+        schedule[host] = _hhmm(start + (len(cps) + i % free) * step)
+    order = [n.hostname for n in cluster.nodes] + [s.hostname for s in cluster.satellites]
+    return {host: schedule[host] for host in order}
 
 
 def schedule_problems(cluster: Cluster) -> list[Problem]:
-    """Reboot windows that would let a control plane reboot together with another node.
+    """Reboot windows that would let a control plane reboot together with another host.
 
-    Windows wrap around midnight; with many nodes and a long stagger two of them can meet. Two
-    workers sharing a window is tolerated (Longhorn keeps replicas on distinct nodes); a control
-    plane sharing one is not, because two control planes down at once lose dqlite quorum.
+    A day holds 24 h / staggerMinutes windows; each control plane needs one of its own and the
+    other hosts need at least one more. Workers sharing a window is tolerated (Longhorn keeps
+    replicas on distinct nodes); a control plane sharing one is not, because two control planes
+    down at once lose dqlite quorum.
     """
     if not cluster.upgrades_enabled:
         return []
-    schedule = reboot_schedule(cluster)
-    day = 24 * 60
-    gap = cluster.reboot_stagger_minutes
-    problems: list[Problem] = []
-    cps = [n.hostname for n in cluster.control_planes]
-    for cp in cps:
-        for other, when in schedule.items():
-            if other == cp or (other in cps and other < cp):
-                continue
-            delta = abs(_minutes(schedule[cp]) - _minutes(when)) % day
-            if min(delta, day - delta) < gap:
-                problems.append(Problem(cluster.source, 0, 0, "$.os.upgrades.staggerMinutes",
-                                        f"reboot windows wrap past 24 h: control plane {cp} ({schedule[cp]}) and "
-                                        f"{other} ({when}) would reboot less than {gap} minutes apart",
-                                        "lower staggerMinutes so every node fits into one day"))
-    return problems
+    step = cluster.reboot_stagger_minutes
+    slots = max(1, (24 * 60) // step)
+    cps = len(cluster.control_planes)
+    others = len(cluster.nodes) - cps + len(cluster.satellites)
+    needed = cps + (1 if others else 0)
+    if needed <= slots:
+        return []
+    return [Problem(cluster.source, 0, 0, "$.os.upgrades.staggerMinutes",
+                    f"{cps} control planes{' and the other hosts' if others else ''} need {needed} reboot windows, "
+                    f"but {step}-minute windows give only {slots} a day",
+                    f"lower staggerMinutes to {(24 * 60) // needed} or less")]
 
 
 # --- node labels, annotations and taints ------------------------------------------------------
