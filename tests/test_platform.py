@@ -57,8 +57,8 @@ def test_layers_hold_what_the_order_needs(home: Cluster) -> None:
     assert {n for n, c in comps.items() if c.layer == "crds"} == {"namespaces", "priority-classes", "node-labels",
                                                                   "prometheus-crds"}
     assert {n for n, c in comps.items() if c.layer == "controllers"} == {
-        "cert-manager", "longhorn", "cloudnative-pg", "barman-cloud", "ingress-address"}
-    assert {n for n, c in comps.items() if c.layer == "configs"} == {"longhorn-config"}
+        "cert-manager", "longhorn", "cloudnative-pg", "barman-cloud", "ingress-address", "dqlite-backup"}
+    assert {n for n, c in comps.items() if c.layer == "configs"} == {"longhorn-config", "restore-gate"}
     # The backup plugin needs the operator and cert-manager first (Flux dependsOn, Argo CD waves).
     assert set(comps["barman-cloud"].depends_on) == {"cloudnative-pg", "cert-manager"}
     assert comps["barman-cloud"].releases[0].namespace == comps["cloudnative-pg"].releases[0].namespace

@@ -72,7 +72,8 @@ FLUX_TIMING: Mapping[str, Timing] = freeze({
     "secrets": Timing("2m", "one Secret; fails fast when the sops-age key is missing"),
     "crds": Timing("5m", "CRDs, namespaces, priority classes, node labeller: API objects only"),
     "controllers": Timing("15m", "Longhorn (about 10 images on a Pi), cert-manager, CloudNativePG"),
-    "configs": Timing("5m", "Longhorn recurring jobs and storage classes: API objects only"),
+    "configs": Timing("30m", "Longhorn storage classes and the restore gate: restoring a volume from S3 takes "
+                             "minutes on a Pi"),
     "apps": Timing("20m", "Home Assistant's image alone is over 1 GB; volumes attach after Longhorn"),
 })
 RETRY_INTERVAL = "1m"

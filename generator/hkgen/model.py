@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 __all__ = [
@@ -251,17 +252,17 @@ class Cluster:
         """Kubernetes minor version of the MicroK8s channel, e.g. '1.34'."""
         return self.microk8s_channel.split("/", 1)[0]
 
-    @property
+    @cached_property
     def control_planes(self) -> tuple[Node, ...]:
         """Control-plane nodes in file order."""
         return tuple(n for n in self.nodes if n.is_control_plane)
 
-    @property
+    @cached_property
     def voters(self) -> tuple[Node, ...]:
         """The dqlite voters: MicroK8s keeps at most three; the first three control planes."""
         return self.control_planes[:MAX_VOTERS]
 
-    @property
+    @cached_property
     def standbys(self) -> tuple[Node, ...]:
         """Control planes beyond the three voters: dqlite stand-bys that take over a lost voter."""
         return self.control_planes[MAX_VOTERS:]
@@ -271,17 +272,17 @@ class Cluster:
         """The control plane that forms the cluster and enables the addons (the first one)."""
         return self.control_planes[0]
 
-    @property
+    @cached_property
     def workers(self) -> tuple[Node, ...]:
         """Worker nodes in file order."""
         return tuple(n for n in self.nodes if not n.is_control_plane)
 
-    @property
+    @cached_property
     def storage_nodes(self) -> tuple[Node, ...]:
         """Nodes that give disks to Longhorn."""
         return tuple(n for n in self.nodes if n.is_storage)
 
-    @property
+    @cached_property
     def schedulable_nodes(self) -> tuple[Node, ...]:
         """Nodes app pods may run on."""
         return tuple(n for n in self.nodes if n.schedulable)

@@ -17,6 +17,7 @@ Figures that are estimates (Pi timings, power draw) are named as such in the out
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatable_mib
@@ -81,30 +82,36 @@ class Pod:
 
 @dataclass
 class NodeLoad:
-    """What the planner placed on one node."""
+    """What the planner placed on one node (running totals: placement stays linear per pod)."""
 
     node: Node
     pods: list[Pod] = field(default_factory=list)
+    mem: int = 0
+    cpu: int = 0
+    workloads: set[str] = field(default_factory=set)
+    allocatable_mem: int = 0
+    allocatable_cpu: int = 0
 
-    @property
-    def mem(self) -> int:
-        """Requested memory (MiB)."""
-        return sum(p.mem for p in self.pods)
+    def __post_init__(self) -> None:
+        self.allocatable_mem = allocatable_mib(self.node)
+        self.allocatable_cpu = allocatable_cpu_millis(self.node)
 
-    @property
-    def cpu(self) -> int:
-        """Requested CPU (millicores)."""
-        return sum(p.cpu for p in self.pods)
+    def add(self, pod: Pod) -> None:
+        """Put `pod` here."""
+        self.pods.append(pod)
+        self.mem += pod.mem
+        self.cpu += pod.cpu
+        self.workloads.add(pod.workload)
 
     @property
     def free_mem(self) -> int:
         """Allocatable memory not requested (MiB)."""
-        return allocatable_mib(self.node) - self.mem
+        return self.allocatable_mem - self.mem
 
     @property
     def free_cpu(self) -> int:
         """Allocatable CPU not requested (millicores)."""
-        return allocatable_cpu_millis(self.node) - self.cpu
+        return self.allocatable_cpu - self.cpu
 
 
 def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
@@ -126,36 +133,64 @@ def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
     return pods
 
 
-def place(
-    cluster: Cluster, pods: list[Pod], down: frozenset[str] = frozenset()
-) -> tuple[dict[str, NodeLoad], list[Pod]]:
-    """Place `pods` on the nodes not in `down`; return the loads and the pods that fit nowhere."""
-    loads = {n.hostname: NodeLoad(n) for n in cluster.nodes if n.hostname not in down}
+def _fits(
+    load: NodeLoad, pod: Pod, extra_mem: int = 0, extra_cpu: int = 0, extra: frozenset[str] = frozenset()
+) -> bool:
+    allowed = (pod.pinned_to is None and load.node.schedulable) or pod.pinned_to == load.node.hostname
+    return (allowed and load.free_mem - extra_mem >= pod.mem and load.free_cpu - extra_cpu >= pod.cpu
+            and pod.workload not in load.workloads and pod.workload not in extra)
+
+
+def place(cluster: Cluster, pods: list[Pod]) -> tuple[dict[str, NodeLoad], list[Pod]]:
+    """Place `pods` on the cluster's nodes; return the loads and the pods that fit nowhere."""
+    loads = {n.hostname: NodeLoad(n) for n in cluster.nodes}
     unplaced: list[Pod] = []
     for pod in pods:
         if pod.every_node:
             for load in loads.values():
-                if pod.storage_only and not load.node.is_storage:
-                    continue
-                load.pods.append(pod)
+                if not (pod.storage_only and not load.node.is_storage):
+                    load.add(pod)
     ordered = sorted(
         (p for p in pods if not p.every_node), key=lambda p: (p.pinned_to is None, -p.mem, -p.cpu, p.workload)
     )
     for pod in ordered:
-        candidates = [
-            load
-            for load in loads.values()
-            if ((pod.pinned_to is None and load.node.schedulable) or pod.pinned_to == load.node.hostname)
-            and load.free_mem >= pod.mem
-            and load.free_cpu >= pod.cpu
-            and not any(q.workload == pod.workload for q in load.pods)
-        ]
-        if not candidates:
+        best = max((ld for ld in loads.values() if _fits(ld, pod)),
+                   key=lambda ld: (ld.free_mem, ld.free_cpu, -ld.node.index), default=None)
+        if best is None:
             unplaced.append(pod)
-            continue
-        best = max(candidates, key=lambda ld: (ld.free_mem, ld.free_cpu, -ld.node.index))
-        best.pods.append(pod)
+        else:
+            best.add(pod)
     return loads, unplaced
+
+
+def displaced_without_place(loads: dict[str, NodeLoad], down: str) -> list[Pod]:
+    """Pods of node `down` that find no other node, moving them like the scheduler would.
+
+    Only the dead node's pods move (running pods elsewhere stay where they are); each goes to the
+    node with the most free memory that can take it, as in `place`.
+    """
+    extra_mem: dict[str, int] = {}
+    extra_cpu: dict[str, int] = {}
+    extra: dict[str, set[str]] = {}
+    stranded: list[Pod] = []
+    moving = sorted((p for p in loads[down].pods if not p.every_node), key=lambda p: (-p.mem, -p.cpu, p.workload))
+    for pod in moving:
+        best: NodeLoad | None = None
+        for host, load in loads.items():
+            if host == down or not _fits(load, pod, extra_mem.get(host, 0), extra_cpu.get(host, 0),
+                                         frozenset(extra.get(host, ()))):
+                continue
+            if best is None or (load.free_mem - extra_mem.get(host, 0), -load.node.index) > (
+                    best.free_mem - extra_mem.get(best.node.hostname, 0), -best.node.index):
+                best = load
+        if best is None:
+            stranded.append(pod)
+            continue
+        host = best.node.hostname
+        extra_mem[host] = extra_mem.get(host, 0) + pod.mem
+        extra_cpu[host] = extra_cpu.get(host, 0) + pod.cpu
+        extra.setdefault(host, set()).add(pod.workload)
+    return stranded
 
 
 @dataclass(frozen=True)
@@ -186,16 +221,25 @@ def usable_gib(cluster: Cluster, node: Node) -> float:
 
 def fit_volumes(cluster: Cluster, volumes: list[VolumeNeed], down: frozenset[str] = frozenset()) -> list[str]:
     """Volumes whose replicas cannot all be placed on distinct storage nodes (none = everything fits)."""
+    import heapq
+
     free = {n.hostname: usable_gib(cluster, n) for n in cluster.storage_nodes if n.hostname not in down}
     replicas = min(cluster.replicas, len(free)) if down else cluster.replicas
+    heap = [(-space, host) for host, space in free.items()]  # most free space first
+    heapq.heapify(heap)
     failed: list[str] = []
     for vol in sorted(volumes, key=lambda v: (-v.size_gib, v.name)):
-        hosts = sorted(free, key=lambda h: (-free[h], h))[:replicas]
-        if len(hosts) < replicas or any(free[h] < vol.size_gib for h in hosts):
+        if len(heap) < replicas:
             failed.append(vol.name)
             continue
-        for h in hosts:
-            free[h] -= vol.size_gib
+        picked = [heapq.heappop(heap) for _ in range(replicas)]
+        if any(-space < vol.size_gib for space, _host in picked):
+            failed.append(vol.name)
+            for item in picked:
+                heapq.heappush(heap, item)
+            continue
+        for space, host in picked:
+            heapq.heappush(heap, (space + vol.size_gib, host))
     return failed
 
 
@@ -387,6 +431,18 @@ def _read_object(doc: dict[str, Any], found: dict[str, Any]) -> None:
 
 def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysis:
     """Run every analysis. `settings` are the failover values actually rendered (defaults: the model)."""
+    if settings is None:
+        return _analyse_model(cluster)
+    return _analyse(cluster, settings)
+
+
+@cache
+def _analyse_model(cluster: Cluster) -> Analysis:
+    """The analysis with the model's settings, once per cluster (docs and README both use it)."""
+    return _analyse(cluster, None)
+
+
+def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
     rendered: dict[str, Any] = {
         "node_monitor_grace": cluster.node_monitor_grace_seconds,
         "eviction": cluster.pod_eviction_seconds,
@@ -400,9 +456,12 @@ def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysi
     volumes = _volumes(workloads)
     failures: list[Failure] = []
     voters = {n.hostname for n in cluster.voters}
+    # Storage nodes with the same disk size are interchangeable for the fit question: compute
+    # "does everything still fit without one of them" once per size, not once per node.
+    fit_after: dict[int, tuple[str, ...]] = {}
     for node in cluster.nodes:
         down = frozenset({node.hostname})
-        _, stranded = place(cluster, pods, down)
+        stranded = displaced_without_place(loads, node.hostname)
         cps_left = len([n for n in cluster.control_planes if n.hostname not in down])
         voters_left = len(voters - down)
         quorum = cluster.topology == "ha" and (voters_left >= 2 or cps_left >= 2)
@@ -416,7 +475,8 @@ def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysi
                 stranded=tuple(sorted({p.workload for p in stranded} - set(pinned))),
                 pinned_down=pinned,
                 volumes_at_risk=at_risk,
-                volumes_not_fitting=tuple(fit_volumes(cluster, volumes, down)) if node.is_storage else (),
+                volumes_not_fitting=(fit_after.setdefault(node.storage_gb, tuple(fit_volumes(cluster, volumes, down)))
+                                 if node.is_storage else ()),
             )
         )
     return Analysis(

@@ -40,6 +40,7 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -128,6 +129,7 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+@cache
 def reboot_schedule(cluster: Cluster) -> dict[str, str]:
     """Automatic-reboot time (HH:MM, local) of every node then satellite, in file order.
 
@@ -374,8 +376,16 @@ def _file(path: str, template: str, *, mode: str = "0644", data: Any = None, app
             "data": data, "append": append}
 
 
-def _hosts_file(cluster: Cluster) -> list[tuple[str, str, str]]:
-    entries = [(n.ip, f"{n.hostname}.{cluster.domain}", n.hostname) for n in cluster.nodes]
+HOSTS_FILE_LIMIT = 64  # beyond this, /etc/hosts lists control planes, satellites and the host itself
+
+
+def _hosts_file(cluster: Cluster, host: Node | Satellite) -> list[tuple[str, str, str]]:
+    """/etc/hosts entries: every host of a home-sized cluster; on a large one only what joins
+    and the satellites need (a full list on every Pi would grow with the square of the nodes).
+    """
+    everyone = len(cluster.nodes) + len(cluster.satellites) <= HOSTS_FILE_LIMIT
+    nodes = [n for n in cluster.nodes if everyone or n.is_control_plane or n.hostname == host.hostname]
+    entries = [(n.ip, f"{n.hostname}.{cluster.domain}", n.hostname) for n in nodes]
     entries += [(s.ip, f"{s.hostname}.{cluster.domain}", s.hostname) for s in cluster.satellites]
     return entries
 
@@ -393,7 +403,7 @@ def _common(cluster: Cluster, host: Node | Satellite, kind: str) -> dict[str, An
     schedule = reboot_schedule(cluster)
     packages = ["unattended-upgrades", "util-linux", "e2fsprogs"]
     files = [
-        _file("/etc/hosts", "hosts.j2", data=_hosts_file(cluster)),
+        _file("/etc/hosts", "hosts.j2", data=_hosts_file(cluster, host)),
         _file("/etc/ssh/sshd_config.d/10-hkgen.conf", "sshd.conf.j2"),
         _file("/etc/systemd/journald.conf.d/60-hkgen.conf", "journald.conf.j2"),
         _file("/etc/systemd/system.conf.d/60-hkgen-watchdog.conf", "watchdog.conf.j2"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -35,6 +36,7 @@ _NEEDS_ESCAPE = re.compile(
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9 _./@%+=()-]*$")
 
 
+@lru_cache(maxsize=65536)
 def needs_quotes(text: str) -> bool:
     """True when the plain form of `text` would not read back as that string in YAML 1.1 or 1.2."""
     for resolver in (_RESOLVER_11, _RESOLVER_12):

@@ -1,0 +1,31 @@
+#!/bin/sh
+# hkgen dqlite uploader: copies the datastore archives the node's hkgen-dqlite-backup timer wrote
+# (read-only host folder) to s3://BUCKET/DEST (one folder per control plane) and keeps the newest
+# KEEP there. Needs aws (AWS CLI v2); credentials, region and endpoint from the AWS_* variables.
+# Settings (environment): SOURCE, BUCKET, DEST (key prefix ending in /), KEEP.
+set -eu
+
+remote() {
+  listing=$(aws s3api list-objects-v2 --bucket "$BUCKET" --prefix "$DEST" --query 'Contents[].Key' --output text)
+  printf '%s\n' "$listing" | tr '\t' '\n' | grep -E '/dqlite-[^/]*\.tar\.gz$' || true
+}
+
+present=$(remote)
+uploaded=0
+for path in "$SOURCE"/dqlite-*.tar.gz; do
+  [ -f "$path" ] || continue
+  name=${path##*/}
+  if printf '%s\n' "$present" | grep -F -x -q "$DEST$name"; then
+    continue
+  fi
+  aws s3 cp "$path" "s3://$BUCKET/$DEST$name" --only-show-errors
+  echo "uploaded $name"
+  uploaded=$((uploaded + 1))
+done
+[ "$uploaded" -gt 0 ] || echo "nothing new in $SOURCE"
+
+# Retention: archive names sort by time, so everything before the newest KEEP goes.
+remote | sort -r | tail -n +"$((KEEP + 1))" | while read -r key; do
+  aws s3 rm "s3://$BUCKET/$key" --only-show-errors
+  echo "removed $key"
+done

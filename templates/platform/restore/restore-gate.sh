@@ -1,0 +1,291 @@
+#!/bin/sh
+# hkgen restore gate: runs before the apps layer (Flux `configs` Kustomization with wait, Argo CD
+# sync wave 30) and decides, for one volume or one CloudNativePG database of an app, whether the
+# app may start.
+#
+# Volume (GATE_KIND=volume):
+#   the PVC exists                         -> nothing to do (a running cluster)
+#   the marker object is absent in S3      -> the volume never existed: write the marker; the app
+#                                             creates an empty volume
+#   the marker is present (cluster rebuilt) -> restore the newest Longhorn backup of this PVC into a
+#                                             Longhorn Volume, then create its PV and the PVC
+#                                             with the app's name, bound to it
+#   no backup found / S3 unreachable       -> exit non-zero with the reason (log, status ConfigMap,
+#                                             Event); the Job retries, the app never starts empty
+# Database (GATE_KIND=database):
+#   the Cluster exists                     -> nothing to do
+#   its current backup folder holds data   -> a previous incarnation left backups there: starting
+#                                             a new database would not restore them -> stop
+#   it recovers from the previous folder   -> that folder must hold a base backup, else stop
+#
+# Needs kubectl and aws (AWS CLI v2) on PATH; the S3 credentials, region and endpoint come from the
+# standard AWS_* variables. Settings (environment): GATE_KIND, NAMESPACE, STATUS_CONFIGMAP, BUCKET,
+# and per kind
+#   volume:   PVC, MARKER, STORAGE_CLASS, RECURRING_GROUP, VOLUME_PREFIX, REPLICAS,
+#             LONGHORN_NAMESPACE, BACKUP_TARGET, RESTORE_TIMEOUT (seconds), POLL_SECONDS
+#   database: DB_CLUSTER, ARCHIVE (s3 key prefix of the current backups, ending in /),
+#             RECOVER_FROM (same for the backups to recover from; empty: a new database), SETTING
+set -u
+
+tab=$(printf '\t')
+STATUS_KEY=${PVC:-${DB_CLUSTER:-unknown}}
+
+log() {
+  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"
+}
+
+# One line without characters that would break the JSON and YAML written below.
+clean() {
+  printf '%s' "$*" | tr '\n\t' '  ' | tr -d "\"\\\\"
+}
+
+# Records the outcome for people: a key per volume in the status ConfigMap of the namespace
+# (`kubectl get configmap hkgen-restore-status -o yaml`) and an Event on that ConfigMap.
+record() {
+  kind=$1 reason=$2 message=$(clean "$3")
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  kubectl -n "$NAMESPACE" create configmap "$STATUS_CONFIGMAP" >/dev/null 2>&1 || true
+  kubectl -n "$NAMESPACE" patch configmap "$STATUS_CONFIGMAP" --type merge \
+    -p "{\"data\":{\"$STATUS_KEY\":\"$now $reason: $message\"}}" >/dev/null ||
+    log "warning: could not update configmap $STATUS_CONFIGMAP"
+  kubectl -n "$NAMESPACE" create -f - >/dev/null <<EOF || log "warning: could not record an event"
+apiVersion: v1
+kind: Event
+metadata:
+  generateName: hkgen-restore-
+  namespace: "$NAMESPACE"
+involvedObject:
+  apiVersion: v1
+  kind: ConfigMap
+  name: "$STATUS_CONFIGMAP"
+  namespace: "$NAMESPACE"
+type: "$kind"
+reason: "$reason"
+message: "$STATUS_KEY: $message"
+firstTimestamp: "$now"
+lastTimestamp: "$now"
+count: 1
+source:
+  component: hkgen-restore-gate
+EOF
+}
+
+done_ok() {
+  log "$2"
+  record Normal "$1" "$2"
+  exit 0
+}
+
+fail() {
+  log "ERROR: $2"
+  record Warning "$1" "$2"
+  exit 1
+}
+
+# Exact keys under an S3 prefix, one per line (nothing when there are none). Fails when the bucket
+# cannot be listed: an unreachable target must never read as "no backup".
+s3_keys() {
+  if ! listing=$(aws s3api list-objects-v2 --bucket "$BUCKET" --prefix "$1" --query 'Contents[].Key' --output text); then
+    return 1
+  fi
+  printf '%s\n' "$listing" | tr '\t' '\n' | grep -v -x -e 'None' -e '' || true
+}
+
+# --- database -------------------------------------------------------------------------------------
+
+gate_database() {
+  found=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" --ignore-not-found -o name) ||
+    fail ApiError "cannot read Cluster $DB_CLUSTER from the Kubernetes API"
+  if [ -n "$found" ]; then
+    done_ok Present "database $DB_CLUSTER exists; nothing to restore"
+  fi
+  current=$(s3_keys "$ARCHIVE") ||
+    fail TargetUnreachable "cannot list s3://$BUCKET/$ARCHIVE; see the log above"
+  if [ -n "$current" ]; then
+    fail BackupsInTheWay "s3://$BUCKET/$ARCHIVE already holds backups of a previous $DB_CLUSTER; a new database there would not restore them. Set $SETTING one higher and render again: the database then recovers from these backups"
+  fi
+  if [ -z "$RECOVER_FROM" ]; then
+    done_ok New "database $DB_CLUSTER is new (no backups at s3://$BUCKET/$ARCHIVE); it starts empty"
+  fi
+  base="$RECOVER_FROM"base/
+  previous=$(s3_keys "$base") ||
+    fail TargetUnreachable "cannot list s3://$BUCKET/$base; see the log above"
+  if [ -z "$previous" ]; then
+    fail NoBackup "no base backup at s3://$BUCKET/$base to recover $DB_CLUSTER from; check the bucket and $SETTING"
+  fi
+  done_ok Recover "database $DB_CLUSTER recovers from s3://$BUCKET/$RECOVER_FROM"
+}
+
+# --- volume ---------------------------------------------------------------------------------------
+
+write_marker() {
+  printf 'written by the hkgen restore gate on %s: volume %s/%s exists and is backed up\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$NAMESPACE" "$PVC" |
+    aws s3 cp - "s3://$BUCKET/$MARKER" --only-show-errors
+}
+
+# Newest completed backup of the PVC: "name<TAB>created<TAB>url<TAB>size". Longhorn's recurring
+# backups carry the volume's KubernetesStatus (pvName, pvStatus, namespace, pvcName, ...) as JSON
+# in status.labels, also after a rebuild, when they are synced back from the target.
+latest_backup() {
+  all=$(kubectl -n "$LONGHORN_NAMESPACE" get backups.longhorn.io -l "backup-target=$BACKUP_TARGET" -o \
+    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.state}{"\t"}{.status.snapshotCreatedAt}{"\t"}{.status.url}{"\t"}{.status.volumeSize}{"\t"}{.status.labels.KubernetesStatus}{"\n"}{end}') ||
+    return 1
+  printf '%s\n' "$all" |
+    grep -F "\"namespace\":\"$NAMESPACE\",\"pvcName\":\"$PVC\"" |
+    awk -F "$tab" '$2 == "Completed" { print $1 "\t" $3 "\t" $4 "\t" $5 }' |
+    sort -t "$tab" -k2,2 | tail -n 1
+}
+
+create_volume() {
+  kubectl create -f - <<EOF
+apiVersion: longhorn.io/v1beta2
+kind: Volume
+metadata:
+  name: "$1"
+  namespace: "$LONGHORN_NAMESPACE"
+  labels:
+    app.kubernetes.io/managed-by: hkgen
+    recurring-job-group.longhorn.io/$RECURRING_GROUP: enabled
+spec:
+  fromBackup: "$2"
+  size: "$3"
+  numberOfReplicas: $REPLICAS
+  staleReplicaTimeout: 2880
+  frontend: blockdev
+  dataEngine: v1
+  accessMode: rwo
+  backupTargetName: "$BACKUP_TARGET"
+EOF
+}
+
+wait_restored() {
+  waited=0
+  while :; do
+    state=$(kubectl -n "$LONGHORN_NAMESPACE" get volumes.longhorn.io "$1" -o \
+      'jsonpath={.status.restoreInitiated} {.status.restoreRequired} {.status.state} {.status.robustness}') ||
+      return 1
+    log "volume $1: restoreInitiated restoreRequired state robustness = $state"
+    case "$state" in
+      "true false detached "*) return 0 ;;
+      *" faulted") record Warning RestoreFaulted "Longhorn volume $1 is faulted while restoring"; return 1 ;;
+    esac
+    if [ "$waited" -ge "$RESTORE_TIMEOUT" ]; then
+      record Warning RestoreSlow "volume $1 not restored after $RESTORE_TIMEOUT seconds; the next attempt keeps waiting"
+      return 1
+    fi
+    sleep "$POLL_SECONDS"
+    waited=$((waited + POLL_SECONDS))
+  done
+}
+
+# What Longhorn's "Create PV/PVC" does: a PV on the CSI driver with the volume as its handle, and
+# the claim with the app's name bound to it (the StatefulSet then adopts the claim).
+create_pv() {
+  kubectl create -f - <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: "$1"
+  labels:
+    app.kubernetes.io/managed-by: hkgen
+spec:
+  capacity:
+    storage: "$2"
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  volumeMode: Filesystem
+  storageClassName: "$STORAGE_CLASS"
+  claimRef:
+    namespace: "$NAMESPACE"
+    name: "$PVC"
+  csi:
+    driver: driver.longhorn.io
+    fsType: ext4
+    volumeHandle: "$1"
+    volumeAttributes:
+      numberOfReplicas: "$REPLICAS"
+      staleReplicaTimeout: "2880"
+EOF
+}
+
+create_pvc() {
+  kubectl create -f - <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: "$PVC"
+  namespace: "$NAMESPACE"
+  labels:
+    app.kubernetes.io/managed-by: hkgen
+  annotations:
+    hkgen.io/restored-from: "$3"
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: "$STORAGE_CLASS"
+  volumeName: "$1"
+  resources:
+    requests:
+      storage: "$2"
+EOF
+}
+
+gate_volume() {
+  found=$(kubectl -n "$NAMESPACE" get persistentvolumeclaim "$PVC" --ignore-not-found -o name) ||
+    fail ApiError "cannot read PVC $PVC from the Kubernetes API"
+  if [ -n "$found" ]; then
+    done_ok Present "PVC $PVC exists; nothing to restore"
+  fi
+  keys=$(s3_keys "$MARKER") ||
+    fail TargetUnreachable "cannot read s3://$BUCKET/$MARKER, so whether $PVC existed before is unknown; see the log above"
+  if ! printf '%s\n' "$keys" | grep -F -x -q "$MARKER"; then
+    write_marker || fail TargetUnreachable "cannot write the marker s3://$BUCKET/$MARKER"
+    done_ok New "PVC $PVC never existed: marker written, the app creates an empty volume"
+  fi
+  log "PVC $PVC existed before (marker s3://$BUCKET/$MARKER): restoring it from its newest backup"
+  target=$(kubectl -n "$LONGHORN_NAMESPACE" get backuptargets.longhorn.io "$BACKUP_TARGET" -o \
+    'jsonpath={.status.available}{"\t"}{.status.lastSyncedAt}{"\t"}{.status.conditions[*].message}') ||
+    fail TargetUnreachable "Longhorn backup target $BACKUP_TARGET is not there yet"
+  available=$(printf '%s' "$target" | cut -f1)
+  synced=$(printf '%s' "$target" | cut -f2)
+  if [ "$available" != "true" ]; then
+    fail TargetUnreachable "Longhorn backup target $BACKUP_TARGET is not available: $(printf '%s' "$target" | cut -f3)"
+  fi
+  if [ -z "$synced" ]; then
+    fail NotSynced "Longhorn has not read the backup target $BACKUP_TARGET yet; waiting for its first sync"
+  fi
+  backup=$(latest_backup) || fail ApiError "cannot list Longhorn backups"
+  if [ -z "$backup" ]; then
+    fail NoBackup "PVC $PVC existed before but Longhorn finds no completed backup of it on target $BACKUP_TARGET; $PVC is not created, so its app does not start on an empty volume"
+  fi
+  name=$(printf '%s' "$backup" | cut -f1)
+  created=$(printf '%s' "$backup" | cut -f2)
+  url=$(printf '%s' "$backup" | cut -f3)
+  size=$(printf '%s' "$backup" | cut -f4)
+  volume="$VOLUME_PREFIX-${name#backup-}"
+  log "newest backup of $PVC: $name (snapshot of $created, $size bytes) -> Longhorn volume $volume"
+  have=$(kubectl -n "$LONGHORN_NAMESPACE" get volumes.longhorn.io "$volume" --ignore-not-found -o name) ||
+    fail ApiError "cannot read Longhorn volume $volume"
+  if [ -z "$have" ]; then
+    create_volume "$volume" "$url" "$size" || fail RestoreFailed "cannot create Longhorn volume $volume from $url"
+  fi
+  wait_restored "$volume" || fail RestoreFailed "Longhorn volume $volume is not restored yet"
+  phase=$(kubectl get persistentvolume "$volume" --ignore-not-found -o 'jsonpath={.status.phase}') ||
+    fail ApiError "cannot read PV $volume"
+  if [ -z "$phase" ]; then
+    create_pv "$volume" "$size" || fail RestoreFailed "cannot create PV $volume"
+  elif [ "$phase" = "Released" ]; then
+    # Left by an earlier claim of the same name: free it for the new one.
+    kubectl patch persistentvolume "$volume" --type json \
+      -p '[{"op":"remove","path":"/spec/claimRef/uid"},{"op":"remove","path":"/spec/claimRef/resourceVersion"}]' ||
+      fail RestoreFailed "cannot release PV $volume for $PVC"
+  fi
+  create_pvc "$volume" "$size" "$name" || fail RestoreFailed "cannot create PVC $PVC"
+  done_ok Restored "PVC $PVC restored from backup $name (snapshot of $created) into volume $volume"
+}
+
+case "${GATE_KIND:-}" in
+  volume) gate_volume ;;
+  database) gate_database ;;
+  *) log "ERROR: GATE_KIND must be volume or database"; exit 2 ;;
+esac

@@ -1,0 +1,471 @@
+"""Backups and restore on rebuild (issue 7 item 4): the dqlite datastore uploader and timers, the
+restore gate Jobs in the configs layer (derived names checked against the rendered StatefulSets
+and CloudNativePG Clusters), and the gate script run with real `sh` against stand-in `kubectl` and
+`aws` commands for every branch."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from hkgen import restore
+from hkgen.pipeline import Rendering, render_cluster
+
+REPO = Path(__file__).resolve().parents[1]
+GATE = REPO / "templates" / "platform" / "restore" / "restore-gate.sh"
+UPLOAD = REPO / "templates" / "platform" / "dqlite-backup" / "upload.sh"
+NODE_BACKUP = REPO / "templates" / "cloud-init" / "files" / "hkgen-dqlite-backup.sh"
+
+
+def _render(tmp: Path, edits: dict[str, str] | None = None) -> Rendering:
+    dest = tmp / "clusters" / "home"
+    dest.mkdir(parents=True)
+    for name in ("cluster.yaml", "secrets.sops.yaml"):
+        shutil.copy2(REPO / "clusters" / "home" / name, dest / name)
+    text = (dest / "cluster.yaml").read_text()
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (dest / "cluster.yaml").write_text(text)
+    return render_cluster(dest)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Rendering:
+    """The reference cluster rendered and verified (kustomize builds, k8s and CRD schema checks)."""
+    return _render(tmp_path_factory.mktemp("home"))
+
+
+def _docs(rendering: Rendering, path: str) -> list[dict[str, Any]]:
+    text = rendering.tree[PurePosixPath(path)].decode()
+    return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def _all_docs(rendering: Rendering, folder: str) -> Iterator[tuple[PurePosixPath, dict[str, Any]]]:
+    for path in sorted(rendering.tree):
+        if str(path).startswith(folder) and path.suffix == ".yaml":
+            for doc in _docs(rendering, str(path)):
+                yield path, doc
+
+
+# --- render checks -----------------------------------------------------------------------------------
+
+def test_gate_jobs_exactly_for_the_critical_volumes_of_the_rendered_statefulsets(home: Rendering) -> None:
+    expected = set()
+    for _path, doc in _all_docs(home, "apps/"):
+        if doc.get("kind") != "StatefulSet":
+            continue
+        for claim in doc["spec"].get("volumeClaimTemplates", ()):
+            if claim["spec"]["storageClassName"] == "longhorn-critical":
+                for i in range(doc["spec"]["replicas"]):
+                    pvc = f"{claim['metadata']['name']}-{doc['metadata']['name']}-{i}"
+                    expected.add((doc["metadata"]["namespace"], pvc))
+    assert expected == {("home-automation", pvc) for pvc in (
+        "config-home-assistant-0", "data-zigbee2mqtt-house-0", "data-zigbee2mqtt-garden-0", "data-zigbee2mqtt-attic-0")}
+    jobs = [d for d in _docs(home, "platform/configs/restore-gate/jobs.yaml") if d["kind"] == "Job"]
+    gated = {(j["metadata"]["namespace"], _env(j["spec"]["template"]["spec"]["containers"][0]).get("PVC"))
+             for j in jobs if _env(j["spec"]["template"]["spec"]["containers"][0])["GATE_KIND"] == "volume"}
+    assert gated == expected
+    assert {(v.namespace, v.pvc) for v in restore.gated_volumes(home.plan.cluster)} == expected
+    for job in jobs:
+        env = _env(job["spec"]["template"]["spec"]["containers"][0])
+        if env["GATE_KIND"] == "volume":
+            assert env["MARKER"] == f"home/hkgen/volumes/{job['metadata']['namespace']}/{env['PVC']}"
+            assert env["STORAGE_CLASS"] == "longhorn-critical" and env["RECURRING_GROUP"] == "critical"
+        assert job["spec"]["backoffLimit"] >= 1000  # keeps retrying instead of giving up
+        assert job["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/force"] == "enabled"
+
+
+def test_database_gate_matches_the_rendered_cloudnative_pg_cluster(home: Rendering) -> None:
+    cluster = next(d for d in _docs(home, "apps/grafana/database.yaml") if d["kind"] == "Cluster")
+    plugin = cluster["spec"]["plugins"][0]["parameters"]
+    assert "initdb" in cluster["spec"]["bootstrap"]
+    store = next(d for d in _docs(home, "apps/grafana/database-backup.yaml") if d["kind"] == "ObjectStore")
+    destination = store["spec"]["configuration"]["destinationPath"].removeprefix("s3://home-cluster-backups/")
+    job = next(d for d in _docs(home, "platform/configs/restore-gate/jobs.yaml")
+               if d["metadata"]["name"] == "restore-db-grafana-db")
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    server = plugin.get("serverName", cluster["metadata"]["name"])  # barman's default: the Cluster's name
+    assert "serverName" not in plugin  # generation 1 archives where backups always went
+    assert env["ARCHIVE"] == f"{destination}/{server}/" == "home/postgres/grafana-db/"
+    assert env["RECOVER_FROM"] == ""
+
+
+def test_next_generation_recovers_from_the_previous_one(tmp_path: Path) -> None:
+    edit = {"    postgresInstances: 3\n": "    postgresInstances: 3\n    postgresGeneration: 3\n"}
+    rendering = _render(tmp_path, edit)
+    cluster = next(d for d in _docs(rendering, "apps/grafana/database.yaml") if d["kind"] == "Cluster")
+    assert cluster["spec"]["bootstrap"] == {"recovery": {"source": "previous-generation", "database": "grafana",
+                                                         "owner": "grafana"}}
+    source = cluster["spec"]["externalClusters"][0]["plugin"]["parameters"]
+    assert source == {"barmanObjectName": "grafana-db-backup", "serverName": "grafana-db-g2"}
+    assert cluster["spec"]["plugins"][0]["parameters"]["serverName"] == "grafana-db-g3"
+    job = next(d for d in _docs(rendering, "platform/configs/restore-gate/jobs.yaml")
+               if d["metadata"]["name"] == "restore-db-grafana-db")
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    assert (env["ARCHIVE"], env["RECOVER_FROM"]) == ("home/postgres/grafana-db-g3/", "home/postgres/grafana-db-g2/")
+
+
+def test_gate_is_in_the_configs_layer_before_the_apps(home: Rendering) -> None:
+    layer = _docs(home, "platform/configs/kustomization.yaml")[0]
+    assert "restore-gate" in layer["resources"]
+    flux = {d["metadata"]["name"]: d["spec"] for d in _docs(home, "flux/layers.yaml")}
+    assert flux["configs"]["wait"] is True and flux["apps"]["dependsOn"] == [{"name": "configs"}]
+    component = next(c for c in home.plan.components if c.name == "restore-gate")
+    assert component.layer == "configs" and "longhorn-config" in component.depends_on
+
+
+def test_no_secret_values_and_scripts_are_shipped_verbatim(home: Rendering) -> None:
+    for path in ("platform/configs/restore-gate/credentials.yaml",
+                 "platform/controllers/dqlite-backup/credentials.yaml"):
+        for secret in _docs(home, path):
+            assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "${S3_ACCESS_KEY_ID}",
+                                            "AWS_SECRET_ACCESS_KEY": "${S3_SECRET_ACCESS_KEY}"}
+    for path, key, script in (("platform/configs/restore-gate/script.yaml", "restore-gate.sh", GATE),
+                              ("platform/controllers/dqlite-backup/script.yaml", "upload.sh", UPLOAD)):
+        for cm in _docs(home, path):
+            assert cm["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/substitute"] == "disabled"
+            assert cm["data"][key] == script.read_text()
+
+
+def test_gate_rbac_is_limited(home: Rendering) -> None:
+    rules = {(d["kind"], d["metadata"].get("namespace")): d.get("rules") for d in
+             _docs(home, "platform/configs/restore-gate/rbac.yaml") if d["kind"] in ("Role", "ClusterRole")}
+    verbs = {verb for rs in rules.values() for r in rs for verb in r["verbs"]}
+    assert verbs <= {"get", "list", "create", "patch"}
+    assert rules[("ClusterRole", None)] == [{"apiGroups": [""], "resources": ["persistentvolumes"],
+                                             "verbs": ["get", "create", "patch"]}]
+    assert all("secrets" not in r["resources"] for rs in rules.values() for r in rs)
+
+
+def test_dqlite_uploader_per_control_plane_and_timers_in_their_seeds(home: Rendering) -> None:
+    cronjobs = _docs(home, "platform/controllers/dqlite-backup/cronjobs.yaml")
+    by_node = {c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"]: c
+               for c in cronjobs}
+    assert sorted(by_node) == ["cp1", "cp2", "cp3"]
+    for node, cron in by_node.items():
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        env = _env(pod["containers"][0])
+        assert env["DEST"] == f"home/dqlite/{node}/" and env["KEEP"] == str(14 * 24 // restore.DQLITE_EVERY_HOURS)
+        assert pod["volumes"][0]["hostPath"]["path"] == restore.DQLITE_DIR
+        assert pod["containers"][0]["volumeMounts"][0]["readOnly"] is True
+        toleration = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+        assert toleration in pod["tolerations"]
+        assert pod["containers"][0]["image"].startswith("docker.io/amazon/aws-cli:")
+    calendars = set()
+    for node in ("cp1", "cp2", "cp3", "w1"):
+        seed = YAML(typ="safe", pure=True).load(home.tree[PurePosixPath(f"nodes/{node}/user-data")].decode())
+        files = {f["path"]: f["content"] for f in seed["write_files"]}
+        timer = files.get("/etc/systemd/system/hkgen-dqlite-backup.timer")
+        if node == "w1":
+            assert timer is None
+            continue
+        assert timer is not None
+        calendars.add(next(line for line in timer.splitlines() if line.startswith("OnCalendar=")))
+        service = files["/etc/systemd/system/hkgen-dqlite-backup.service"]
+        command = f"/usr/local/sbin/hkgen-dqlite-backup {restore.DQLITE_DIR} {restore.DQLITE_KEEP_LOCAL}"
+        assert f"ExecStart={command}" in service
+        assert files["/usr/local/sbin/hkgen-dqlite-backup"] == NODE_BACKUP.read_text()
+        assert ["systemctl", "enable", "--now", "hkgen-dqlite-backup.timer"] in seed["runcmd"]
+    assert len(calendars) == 3  # control planes never back up at the same time
+
+
+def test_without_restore_on_rebuild_no_gate_but_backups(tmp_path: Path) -> None:
+    rendering = _render(tmp_path, {"restoreOnRebuild: true": "restoreOnRebuild: false"})
+    names = {c.name for c in rendering.plan.components}
+    assert "restore-gate" not in names and "dqlite-backup" in names
+    cluster = next(d for d in _docs(rendering, "apps/grafana/database.yaml") if d["kind"] == "Cluster")
+    assert "initdb" in cluster["spec"]["bootstrap"]
+
+
+def test_chart_made_critical_volume_is_refused(tmp_path: Path) -> None:
+    from hkgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot restore volume prometheus-db"):
+        _render(tmp_path, {"    backupClass: local\n    thanos: true": "    backupClass: critical\n    thanos: true"})
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_scripts_pass_shellcheck() -> None:
+    done = subprocess.run(["shellcheck", "-s", "sh", str(GATE), str(UPLOAD), str(NODE_BACKUP)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the gate script against stand-ins ---------------------------------------------------------------
+
+# A stand-in kubectl keeping cluster state in files under $FAKE: exactly the calls the gate makes,
+# answered like the real one (`--ignore-not-found -o name` prints nothing for a missing object).
+FAKE_KUBECTL = textwrap.dedent('''\
+    import os, sys
+    from pathlib import Path
+    state = Path(os.environ["FAKE"])
+    args = sys.argv[1:]
+    with open(state / "calls.log", "a") as log:
+        log.write("kubectl " + " ".join(args) + "\\n")
+    if (state / "api-down").exists():
+        sys.stderr.write("The connection to the server was refused\\n"); sys.exit(1)
+    ns = None
+    if args[:1] == ["-n"]:
+        ns, args = args[1], args[2:]
+    def obj(kind, name):
+        return state / "objects" / kind / (name if ns is None or kind in ("pv",) else ns + "_" + name)
+    verb = args[0]
+    if verb == "get":
+        kind, rest = args[1], args[2:]
+        if kind == "backups.longhorn.io":
+            print((state / "backups.tsv").read_text() if (state / "backups.tsv").exists() else "", end=""); sys.exit(0)
+        if kind == "backuptargets.longhorn.io":
+            print((state / "target.tsv").read_text().rstrip("\\n"), end=""); sys.exit(0)
+        short = {"persistentvolumeclaim": "pvc", "persistentvolume": "pv", "volumes.longhorn.io": "volume",
+                 "clusters.postgresql.cnpg.io": "pgcluster"}[kind]
+        name, path = rest[0], obj(short, rest[0])
+        if "--ignore-not-found" in rest and not path.exists():
+            sys.exit(0)
+        if not path.exists():
+            sys.stderr.write(f'Error from server (NotFound): {kind} "{name}" not found\\n'); sys.exit(1)
+        if short == "volume" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
+            print("true false detached unknown", end=""); sys.exit(0)
+        if short == "pv" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
+            print(path.read_text(), end=""); sys.exit(0)
+        print(f"{kind}/{name}"); sys.exit(0)
+    if verb == "create" and args[1] == "configmap":
+        path = obj("configmap", args[2])
+        if path.exists():
+            sys.stderr.write("AlreadyExists\\n"); sys.exit(1)
+        path.parent.mkdir(parents=True, exist_ok=True); path.write_text(""); sys.exit(0)
+    if verb == "patch":
+        with open(state / "patches.log", "a") as out:
+            out.write(" ".join(args) + "\\n")
+        sys.exit(0)
+    if verb == "create" and args[1:] == ["-f", "-"]:
+        import yaml
+        doc = yaml.safe_load(sys.stdin.read())
+        ns = doc["metadata"].get("namespace")
+        short = {"PersistentVolumeClaim": "pvc", "PersistentVolume": "pv", "Volume": "volume",
+                 "Event": "event"}[doc["kind"]]
+        name = doc["metadata"].get("name") or "event-%d" % len(list((state / "objects").glob("*/*")))
+        path = obj(short, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        import json
+        path.write_text("Available" if short == "pv" else json.dumps(doc))
+        if short == "pv":
+            (state / "objects" / "pv.json").write_text(json.dumps(doc))
+        sys.exit(0)
+    sys.stderr.write("fake kubectl: unexpected call %r\\n" % (sys.argv,)); sys.exit(99)
+''')
+
+# A stand-in AWS CLI on a folder as the bucket: `list-objects-v2 ... --query Contents[].Key --output
+# text` prints the keys tab-separated or `None`, like the real one; `s3 cp - URL` stores stdin.
+FAKE_AWS = textwrap.dedent('''\
+    import os, sys
+    from pathlib import Path
+    state = Path(os.environ["FAKE"])
+    args = sys.argv[1:]
+    with open(state / "calls.log", "a") as log:
+        log.write("aws " + " ".join(args) + "\\n")
+    if (state / "s3-down").exists():
+        sys.stderr.write("Could not connect to the endpoint URL\\n"); sys.exit(255)
+    bucket_root = state / "s3"
+    if args[:2] == ["s3api", "list-objects-v2"]:
+        bucket, prefix = args[args.index("--bucket") + 1], args[args.index("--prefix") + 1]
+        root = bucket_root / bucket
+        if not root.is_dir():
+            sys.stderr.write("An error occurred (NoSuchBucket) when calling the ListObjectsV2 operation\\n")
+            sys.exit(254)
+        keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        keys = [k for k in keys if k.startswith(prefix)]
+        print("\\t".join(keys) if keys else "None"); sys.exit(0)
+    if args[:2] == ["s3", "cp"] and args[2] == "-":
+        bucket, _, key = args[3].removeprefix("s3://").partition("/")
+        path = bucket_root / bucket / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sys.stdin.buffer.read()); sys.exit(0)
+    sys.stderr.write("fake aws: unexpected call %r\\n" % (sys.argv,)); sys.exit(99)
+''')
+
+NS, PVC = "home-automation", "config-home-assistant-0"
+MARKER = f"home/hkgen/volumes/{NS}/{PVC}"
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    (state / "objects").mkdir(parents=True)
+    (state / "s3" / "bucket").mkdir(parents=True)
+    (state / "target.tsv").write_text("true\t2026-11-24T10:00:00Z\t\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, code in (("kubectl", FAKE_KUBECTL), ("aws", FAKE_AWS)):
+        (bin_dir / f"{name}.py").write_text(code)
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{bin_dir / name}.py" "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    return state
+
+
+def _gate(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": f"{state.parent / 'bin'}:/usr/bin:/bin", "FAKE": str(state), "HOME": str(state.parent),
+        "NAMESPACE": NS, "STATUS_CONFIGMAP": restore.STATUS_CONFIGMAP, "BUCKET": "bucket",
+        "GATE_KIND": "volume", "PVC": PVC, "MARKER": MARKER, "STORAGE_CLASS": "longhorn-critical",
+        "RECURRING_GROUP": "critical", "VOLUME_PREFIX": PVC, "REPLICAS": "3", "LONGHORN_NAMESPACE": "longhorn-system",
+        "BACKUP_TARGET": "default", "RESTORE_TIMEOUT": "30", "POLL_SECONDS": "1",
+    }
+    return subprocess.run(["sh", str(GATE)], env={**base, **env}, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def _status(state: Path) -> str:
+    return (state / "patches.log").read_text() if (state / "patches.log").exists() else ""
+
+
+def _objects(state: Path, kind: str) -> list[Path]:
+    return sorted((state / "objects" / kind).glob("*")) if (state / "objects" / kind).is_dir() else []
+
+
+def _backup_line(name: str, created: str, pvc: str, state_: str = "Completed") -> str:
+    status = f'{{"pvName":"pvc-1","pvStatus":"Bound","namespace":"{NS}","pvcName":"{pvc}","lastPVCRefAt":"",' \
+             '"workloadsStatus":null,"lastPodRefAt":""}'
+    url = f"s3://bucket@eu-central-1/home/longhorn/?backup={name}&volume=pvc-1"
+    return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\n"
+
+
+def test_gate_pvc_exists_does_nothing(fake: Path) -> None:
+    (fake / "objects" / "pvc").mkdir()
+    (fake / "objects" / "pvc" / f"{NS}_{PVC}").write_text("{}")
+    done = _gate(fake)
+    assert done.returncode == 0, done.stderr
+    assert "Present" in _status(fake)
+    assert "aws " not in (fake / "calls.log").read_text()  # a running cluster does not depend on S3
+
+
+def test_gate_new_volume_writes_the_marker(fake: Path) -> None:
+    done = _gate(fake)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (fake / "s3" / "bucket" / MARKER).is_file()
+    assert "New" in _status(fake) and not _objects(fake, "pvc")
+    assert "Normal" in (_objects(fake, "event")[0]).read_text()
+
+
+def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    (fake / "backups.tsv").write_text(
+        _backup_line("backup-1111111111111111", "2026-11-20T02:30:00Z", PVC)
+        + _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
+        + _backup_line("backup-4444444444444444", "2026-11-23T02:31:00Z", PVC, "InProgress")
+        + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    done = _gate(fake)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    volume = json.loads(_objects(fake, "volume")[0].read_text())
+    assert volume["metadata"]["name"] == f"{PVC}-2222222222222222"
+    assert volume["spec"]["fromBackup"].endswith("backup=backup-2222222222222222&volume=pvc-1")
+    assert volume["metadata"]["labels"]["recurring-job-group.longhorn.io/critical"] == "enabled"
+    pv = json.loads((fake / "objects" / "pv.json").read_text())
+    assert pv["spec"]["csi"] == {
+        "driver": "driver.longhorn.io", "fsType": "ext4", "volumeHandle": volume["metadata"]["name"],
+        "volumeAttributes": {"numberOfReplicas": "3", "staleReplicaTimeout": "2880"}}
+    assert pv["spec"]["claimRef"] == {"namespace": NS, "name": PVC}
+    pvc = json.loads((fake / "objects" / "pvc" / f"{NS}_{PVC}").read_text())
+    assert pvc["spec"]["volumeName"] == volume["metadata"]["name"]
+    assert pvc["spec"]["storageClassName"] == "longhorn-critical"
+    assert "Restored" in _status(fake)
+
+
+def test_gate_rebuilt_without_backup_stops_with_a_clear_message(fake: Path) -> None:
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    other = _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
+    (fake / "backups.tsv").write_text(other)
+    done = _gate(fake)
+    assert done.returncode != 0
+    assert f"PVC {PVC} existed before but Longhorn finds no completed backup" in done.stdout
+    assert "NoBackup" in _status(fake)
+    assert "Warning" in _objects(fake, "event")[0].read_text()
+    assert not _objects(fake, "pvc") and not _objects(fake, "volume")
+
+
+def test_gate_unreachable_target_never_reads_as_new(fake: Path) -> None:
+    (fake / "s3-down").write_text("")
+    done = _gate(fake)
+    assert done.returncode != 0
+    assert "TargetUnreachable" in _status(fake) and "cannot read s3://bucket/" in done.stdout
+    assert not (fake / "s3" / "bucket" / MARKER).exists()
+
+
+def test_gate_unavailable_longhorn_target_stops(fake: Path) -> None:
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    (fake / "target.tsv").write_text("false\t\tcannot reach s3 endpoint\n")
+    done = _gate(fake)
+    assert done.returncode != 0 and "is not available: cannot reach s3 endpoint" in done.stdout
+
+
+@pytest.mark.parametrize(("setup", "recover", "code", "reason"), [
+    ("cluster", "", 0, "Present"),
+    ("", "", 0, "New"),
+    ("current", "", 1, "BackupsInTheWay"),
+    ("previous", "home/postgres/grafana-db/", 0, "Recover"),
+    ("", "home/postgres/grafana-db/", 1, "NoBackup"),
+])
+def test_gate_database(fake: Path, setup: str, recover: str, code: int, reason: str) -> None:
+    bucket = fake / "s3" / "bucket"
+    if setup == "cluster":
+        (fake / "objects" / "pgcluster").mkdir()
+        (fake / "objects" / "pgcluster" / "monitoring_grafana-db").write_text("{}")
+    archive = "home/postgres/grafana-db-g2/" if recover else "home/postgres/grafana-db/"
+    if setup == "current":
+        (bucket / archive / "wals").mkdir(parents=True)
+        (bucket / archive / "wals" / "000000010000000000000001.gz").write_text("x")
+    if setup == "previous":
+        (bucket / recover / "base" / "20261120T023000").mkdir(parents=True)
+        (bucket / recover / "base" / "20261120T023000" / "backup.info").write_text("x")
+    done = _gate(fake, GATE_KIND="database", NAMESPACE="monitoring", DB_CLUSTER="grafana-db", ARCHIVE=archive,
+                 RECOVER_FROM=recover, SETTING="apps.grafana.postgresGeneration (now 1)")
+    assert done.returncode == code, done.stdout + done.stderr
+    assert reason in _status(fake)
+    if reason == "BackupsInTheWay":
+        assert "Set apps.grafana.postgresGeneration (now 1) one higher" in done.stdout
+
+
+def test_uploader_copies_new_archives_and_keeps_the_newest(fake: Path, tmp_path: Path) -> None:
+    source = tmp_path / "backups"
+    source.mkdir()
+    for day in range(1, 6):
+        (source / f"dqlite-cp1-2026112{day}T000000Z.tar.gz").write_text(str(day))
+    existing = fake / "s3" / "bucket" / "home" / "dqlite" / "cp1"
+    existing.mkdir(parents=True)
+    (existing / "dqlite-cp1-20261121T000000Z.tar.gz").write_text("1")
+    # The uploader also needs `aws s3 cp FILE URL` and `aws s3 rm URL`: extend the stand-in.
+    extra = textwrap.dedent('''\
+        if args[:2] == ["s3", "cp"]:
+            bucket, _, key = args[3].removeprefix("s3://").partition("/")
+            (bucket_root / bucket / key).write_bytes(Path(args[2]).read_bytes()); sys.exit(0)
+        if args[:2] == ["s3", "rm"]:
+            bucket, _, key = args[2].removeprefix("s3://").partition("/")
+            (bucket_root / bucket / key).unlink(); sys.exit(0)
+    ''')
+    aws = tmp_path / "bin" / "aws.py"
+    fallback = 'sys.stderr.write("fake aws: unexpected'
+    aws.write_text(aws.read_text().replace(fallback, extra + fallback))
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "FAKE": str(fake), "SOURCE": str(source), "BUCKET": "bucket",
+           "DEST": "home/dqlite/cp1/", "KEEP": "3"}
+    done = subprocess.run(["sh", str(UPLOAD)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in existing.iterdir()) == [f"dqlite-cp1-2026112{d}T000000Z.tar.gz" for d in (3, 4, 5)]
+    calls = (fake / "calls.log").read_text()
+    assert "20261121T000000Z.tar.gz s3://" not in calls  # already there: not uploaded again
