@@ -262,7 +262,7 @@ CASES: list[Case] = [
     Case("tag-on-mapping", _text(_replace_line(r"^cluster:$", "cluster: !!python/object:__main__.Cluster")),
          "$.cluster"),
     Case("tag-directive",
-         _text(lambda t: "%TAG !e! tag:example.com,2000:\n---\n" + t.replace("version: 1", "version: !e!v 1", 1)),
+         _text(lambda t: "%TAG !e! tag:example.com,2000:\n---\n" + t.replace("version: 2", "version: !e!v 2", 1)),
          "$.version"),
     # --- bytes ----------------------------------------------------------------------------------
     Case("bytes-bom", _bytes(lambda b: b"\xef\xbb\xbf" + b), "$"),

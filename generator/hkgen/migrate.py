@@ -48,11 +48,9 @@ def _v1_to_v2(doc: Any) -> list[str]:
     notes: list[str] = []
     zigbee = doc.get("zigbee")
     if isinstance(zigbee, dict) and "networks" not in zigbee:
-        network = CommentedMap()
-        network["name"] = "zigbee"
-        for key in list(zigbee):
-            network[key] = zigbee[key]
-        networks = CommentedSeq([network])
+        # The old mapping becomes the network itself, so its comments stay with its keys.
+        cast(Any, zigbee).insert(0, "name", "zigbee")
+        networks = CommentedSeq([zigbee])
         new = CommentedMap()
         new["networks"] = networks
         doc["zigbee"] = new

@@ -213,8 +213,16 @@ def _translate(doc: Document, err: Any, path: PathKey) -> Iterator[Problem]:
         yield doc.problem(path, f"{_value(path, value)} is not one of {options}", hint)
         return
     if kind == "const":
-        yield doc.problem(path, f"must be {shown(sub['const'])}, got {_value(path, value)}",
-                          "run `hkgen migrate` to upgrade an older file" if path == ("version",) else "")
+        current = sub["const"]
+        if path == ("version",) and isinstance(value, int) and not isinstance(value, bool) and value != current:
+            if value < current:
+                yield doc.problem(path, f"format {value} is older than the format {current} this hkgen reads",
+                                  f"upgrade the file in place, keeping its comments: hkgen migrate {doc.file}")
+            else:
+                yield doc.problem(path, f"format {value} is newer than the format {current} this hkgen reads",
+                                  "upgrade hkgen")
+            return
+        yield doc.problem(path, f"must be {shown(current)}, got {_value(path, value)}")
         return
     if kind == "pattern":
         yield _pattern_problem(doc, path, sub, value)
