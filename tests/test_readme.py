@@ -337,7 +337,7 @@ def test_reference_rows_show_types_defaults_and_limits() -> None:
     assert rows["nodes[].labels.<key>"].allowed.startswith("Kubernetes label value")
     assert rows["gitops.engine"].allowed == "one of `flux`, `argocd`"
     assert rows["network.dns"].type == "list of strings" and rows["network.dns[]"].allowed.startswith("IPv4 address")
-    assert rows["version"].allowed == "exactly `1`"
+    assert rows["version"].allowed == "exactly `2`"
     assert rows["satellites[].memoryGiB"].type == "number"
 
 
