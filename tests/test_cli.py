@@ -45,3 +45,26 @@ def test_invalid_file_exits_1_with_located_message(hkgen, tmp_path: Path) -> Non
     assert run.returncode == 1
     assert "cluster.yaml:2:17: $.cluster.name: 'Home' is not a lowercase name" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_render_shows_progress_only_on_a_terminal(hkgen, repo: Path, tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    cluster = tmp_path / "clusters" / "home"
+    cluster.mkdir(parents=True)
+    for name in ("cluster.yaml", "secrets.sops.yaml"):
+        (cluster / name).write_bytes((repo / "clusters" / "home" / name).read_bytes())
+    piped = hkgen("render", "--no-verify", str(cluster))
+    assert piped.returncode == 0 and "\r" not in piped.stderr  # pipes, CI and hooks stay quiet
+    main, child = pty.openpty()
+    done = subprocess.run([sys.executable, "-m", "hkgen", "render", "--check", "--no-verify", str(cluster)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child, timeout=120, check=False)
+    import os
+
+    os.close(child)
+    shown = os.read(main, 65536).decode()
+    os.close(main)
+    assert done.returncode == 0
+    assert "rendering" in shown and "\r" in shown

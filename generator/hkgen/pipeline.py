@@ -6,6 +6,7 @@ module and this one only wires them, so every command runs the same stages the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -76,19 +77,28 @@ class Rendering:
     modes: dict[PurePosixPath, int]
 
 
-def render_cluster(path: Path, *, verify: bool = True) -> Rendering:
-    """Run every stage up to (not including) the write; raise on the first failing stage."""
+def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str], None] | None = None) -> Rendering:
+    """Run every stage up to (not including) the write; raise on the first failing stage.
+
+    `progress` (if given) hears the name of each stage as it starts: the CLI shows it on a
+    terminal, since a large cluster takes seconds.
+    """
     from .plan import build_plan
     from .render import render_plan
     from .verify import verify as verify_tree
 
+    say = progress or (lambda _stage: None)
     file = cluster_file_for(path)
+    say(f"validating {file}")
     _doc, validation = validate_cluster(file)
     if validation.errors or validation.cluster is None:
         raise ConfigError(validation.problems)
+    say(f"planning {len(validation.cluster.nodes)} nodes")
     plan = build_plan(validation.cluster)
+    say(f"rendering {len(plan.files)} files")
     tree = render_plan(plan)
     if verify:
+        say("verifying: YAML 1.1/1.2, kustomize builds, schemas")
         verify_tree(plan, tree)
     modes = {f.path: f.mode for f in plan.files}
     return Rendering(file.parent, validation, plan, tree, modes)

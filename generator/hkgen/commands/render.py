@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ._common import cluster_paths, err, out
 
@@ -23,6 +24,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
 
 
+def _progress(quiet: bool) -> Callable[[str], None] | None:
+    """Stage names on one self-overwriting stderr line, only on a terminal (quiet in CI, hooks, pipes)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(stage: str) -> None:
+        sys.stderr.write("\r\033[K" + stage[:100])
+        sys.stderr.flush()
+
+    return show
+
+
 def run(args: argparse.Namespace) -> int:
     """Render each cluster; with --check compare instead of writing."""
     from ..pipeline import render_cluster
@@ -30,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     status = 0
     for path in cluster_paths(args.paths):
-        rendering = render_cluster(path, verify=not args.no_verify)
+        rendering = render_cluster(path, verify=not args.no_verify, progress=_progress(args.quiet))
+        if sys.stderr.isatty() and not args.quiet:
+            sys.stderr.write("\r\033[K")  # clear the progress line
         if not args.quiet:
             for problem in rendering.validation.warnings:
                 out(problem.format())
