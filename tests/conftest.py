@@ -3,18 +3,27 @@ repository, no network is used (hypothesis keeps no example database on disk).""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 REPO = Path(__file__).resolve().parents[1]
 HOME_CLUSTER = REPO / "clusters" / "home"
+
+# Hypothesis keeps caches (constants, unicode data) in ./.hypothesis by default: tests write
+# nothing into the repository, so they go to a temporary folder removed at exit.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="hkgen-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, True)
 
 settings.register_profile(
     "hkgen", database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
