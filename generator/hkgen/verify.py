@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -115,6 +115,7 @@ def _plain_scalars(root: Any) -> list[Any]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def _ambiguity(tag11: str, text: str) -> str:
     """Why a plain scalar reads differently in YAML 1.1 and 1.2 ('' when it does not)."""
     from ruamel.yaml.nodes import ScalarNode

@@ -254,11 +254,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durable(path: Path, data: bytes, mode: int) -> None:
+def _write_durable(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
     with path.open("wb") as fh:
         fh.write(data)
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     path.chmod(mode)
 
 
@@ -308,9 +309,12 @@ def _stage(root: Path, report: Report, modes: dict[PurePosixPath, int] | None = 
                 dest = files / change.path
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 folders.update(p for p in dest.parents if p.is_relative_to(files))
-                _write_durable(dest, change.new, (modes or {}).get(change.path, 0o644))
+                _write_durable(dest, change.new, (modes or {}).get(change.path, 0o644), sync=False)
         _write_durable(staging / "journal.json",
-                       json.dumps(_journal(report), indent=1, sort_keys=True).encode("utf-8"), 0o644)
+                       json.dumps(_journal(report), indent=1, sort_keys=True).encode("utf-8"), 0o644, sync=False)
+        # One flush of every staged file and folder before the commit point instead of an fsync
+        # per file: a 1,000-node tree has 4,000 files, and per-file fsyncs took seconds.
+        os.sync()
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             _fsync_dir(folder)
         _fsync_dir(staging)
