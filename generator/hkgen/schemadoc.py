@@ -23,6 +23,7 @@ __all__ = [
     "PATTERNS",
     "REFERENCE_PATH",
     "Row",
+    "json_type",
     "reference",
     "reference_file",
     "rows",
@@ -130,12 +131,12 @@ def _type(node: dict[str, Any], root: dict[str, Any], seen: tuple[str, ...]) -> 
     node, seen = _resolve(node, root, seen)
     kind = node.get("type")
     if kind is None and "enum" in node:
-        kinds = sorted({_json_type(v) for v in node["enum"]})
+        kinds = sorted({json_type(v) for v in node["enum"]})
         if kinds == ["integer", "number"]:
             kinds = ["number"]
         kind = kinds[0] if len(kinds) == 1 else kinds
     if kind is None and "const" in node:
-        kind = _json_type(node["const"])
+        kind = json_type(node["const"])
     if isinstance(kind, list):
         return " or ".join(kind)
     if kind == "array":
@@ -146,7 +147,8 @@ def _type(node: dict[str, Any], root: dict[str, Any], seen: tuple[str, ...]) -> 
     return str(kind) if kind else "any"
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a plain value (validate words it for YAML users)."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):

@@ -103,17 +103,11 @@ def _numeric(text: str) -> bool:
 
 
 def _type_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "mapping" if isinstance(value, dict) else "list"
+    """The JSON type of `value` in the words of YAML users (mapping, list)."""
+    from .schemadoc import json_type
+
+    kind = json_type(value)
+    return {"object": "mapping", "array": "list"}.get(kind, kind)
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
