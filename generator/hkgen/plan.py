@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal
@@ -108,6 +109,11 @@ class Plan:
     cluster: Cluster
     files: tuple[OutputFile, ...]
     components: tuple[Component, ...]
+
+    @cached_property
+    def templates(self) -> dict[PurePosixPath, str]:
+        """Output path -> template it is rendered from (built once; a plan can hold thousands)."""
+        return {f.path: f.template for f in self.files}
 
 
 Contributor = Callable[[Cluster], list[OutputFile]]

@@ -42,19 +42,7 @@ def _label(plan: Plan, path: PurePosixPath) -> str:
 
 
 def _template_of(plan: Plan, path: PurePosixPath) -> str:
-    return _templates(plan).get(path, "?")
-
-
-_TEMPLATES: dict[int, dict[PurePosixPath, str]] = {}
-
-
-def _templates(plan: Plan) -> dict[PurePosixPath, str]:
-    """Output path -> template, built once per plan (a plan can hold thousands of files)."""
-    key = id(plan)
-    if key not in _TEMPLATES:
-        _TEMPLATES.clear()
-        _TEMPLATES[key] = {f.path: f.template for f in plan.files}
-    return _TEMPLATES[key]
+    return plan.templates.get(path, "?")
 
 
 def reparse(plan: Plan, tree: Rendered) -> list[Problem]:
