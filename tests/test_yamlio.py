@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from hkgen.load import load_text
-from hkgen.yamlio import dump, dump_all, needs_quotes, scalar
+from hkgen.yamlio import _fast_dump, dump, dump_all, make_yaml, needs_quotes, scalar
 
 _RUAMEL = YAML(typ="safe", pure=True)
 _LOADERS_11 = [pyyaml.SafeLoader] + ([pyyaml.CSafeLoader] if hasattr(pyyaml, "CSafeLoader") else [])
@@ -150,3 +150,45 @@ def test_floats_round_trip_exactly() -> None:
     for value in (0.1, 1e-300, 123456789.123, -0.0, 1e16):
         back = _read_12(f"k: {scalar(value)}\n")["k"]
         assert back == value and math.copysign(1, back) == math.copysign(1, value)
+
+
+# --- the fast writer for plain data must write exactly what ruamel writes -------------------------
+
+_ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12) | st.sampled_from(
+    ["on", "1:20", "- a", "a: b", "#x", "a #b", "'x", "it's", "?x", "? x", ":x", "::1", "x:", "---x", "...",
+     "y", "~", "null", "1.5", "0o17", " x", "x ", "", "-", "dc:a6:32:00:00:01", "fe80::1/64", "a" * 101]
+)
+_PLAIN_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _ASCII | ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_ASCII, children, max_size=4),
+    max_leaves=16,
+)
+
+
+def _ruamel_dump(data: Any) -> str:
+    buf = io.StringIO()
+    make_yaml().dump(data, buf)
+    return buf.getvalue()
+
+
+@settings(max_examples=1500)
+@given(st.dictionaries(_ASCII, _PLAIN_DATA, max_size=5) | st.lists(_PLAIN_DATA, max_size=5))
+@example({"a": [[1, [2]], {"b": None}, [], {}, None], "c": {"d": {}}})
+@example([[{"a": 1}], None])
+def test_fast_writer_is_byte_identical_to_ruamel(data: Any) -> None:
+    fast = _fast_dump(data)
+    if fast is not None:  # None: the value is left to ruamel
+        assert fast == _ruamel_dump(data)
+
+
+def test_fast_writer_takes_network_and_launch_configs() -> None:
+    # The blocks every node's seed holds: they must not fall back to the slow writer.
+    network = {"version": 2, "ethernets": {"eth0": {"match": {"macaddress": "dc:a6:32:10:00:11"},
+               "dhcp4": False, "addresses": ["192.168.10.11/24"], "routes": [{"to": "default", "via": "192.168.10.1"}],
+               "nameservers": {"addresses": ["192.168.10.1"], "search": ["home.arpa"]}}}}
+    launch = {"version": "0.2.0", "extraKubeletArgs": {"--node-ip": "192.168.10.11"},
+              "extraKubeAPIServerArgs": {"--default-not-ready-toleration-seconds": "15"},
+              "extraSANs": ["k8s.home.arpa"]}
+    for data in (network, launch):
+        assert _fast_dump(data) is not None
+        assert dump(data) == _ruamel_dump(data)
