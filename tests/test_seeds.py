@@ -438,9 +438,22 @@ def _check(kind: str, body: str, *, node: bool = True) -> list[str]:
     return [p.format() for p in cloudinit_check.check_seed_file("f", kind, body, node=node, secret_keys=["JOIN_TOKEN"])]
 
 
-def test_render_verification_fails_on_a_broken_seed_with_its_location(reference) -> None:
+@pytest.mark.parametrize("forked", [False, True], ids=["inline", "forked"])
+def test_render_verification_fails_on_a_broken_seed_with_its_location(reference, monkeypatch, forked) -> None:
+    from hkgen import proc
     from hkgen.errors import VerifyError
 
+    children = []
+
+    def spy(fn, *args):
+        child = fork_call(fn, *args)
+        children.append(child)
+        return child
+
+    fork_call = proc.fork_call
+    monkeypatch.setattr(proc, "fork_call", spy)
+    # A large tree has its seeds checked in a forked child: the same problems must come back.
+    monkeypatch.setattr(verify, "PARALLEL_MIN_FILES", 0 if forked else 10**9)
     _cluster, plan, tree = reference
     broken = dict(tree)
     path = PurePosixPath("nodes/w5/user-data")
@@ -451,6 +464,7 @@ def test_render_verification_fails_on_a_broken_seed_with_its_location(reference)
     line = body.splitlines().index("ssh_pw_auth: false") + 1
     assert err.value.lines() == [f"clusters/home/nodes/w5/user-data:{line}:1: $.ssh_pw_auth: unknown key "
                                  "'ssh_pw_auth' (hint: did you mean 'ssh_pwauth'?)"]
+    assert (len(children) == 1 and children[0] is not None) if forked else not children
 
 
 def test_checker_finds_cloud_config_mistakes(reference) -> None:

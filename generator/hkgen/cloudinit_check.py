@@ -293,7 +293,6 @@ def _content_block(text: str, doc: Document, path: PathKey) -> tuple[int, int]:
 def _launch_problems(label: str, text: str, doc: Document, index: int, target: str, content: str) -> list[Problem]:
     """Problems of one launch configuration written by user-data `write_files[index]`."""
     path: PathKey = ("write_files", index, "content")
-    first_line, indent = _content_block(text, doc, path)
     problems: list[Problem] = []
     lines = content.splitlines(keepends=True)
     starts = [0] + [i + 1 for i, line in enumerate(lines) if line.rstrip() == "---"]
@@ -307,6 +306,8 @@ def _launch_problems(label: str, text: str, doc: Document, index: int, target: s
         prefix = f"MicroK8s launch configuration {target}" + (f" (part {parts})" if parts > 1 else "")
         part, load_problems = _load(label, part_text)
         found = load_problems if part is None else _schema_problems(part, _launch_config_validator())
+        if found:  # positions only when there is something to point at: finding them reparses
+            first_line, indent = _content_block(text, doc, path)
         for p in found:
             inner = p.path if p.path != "$" else ""
             message = f"{prefix}: {inner + ': ' if inner else ''}{p.message}"

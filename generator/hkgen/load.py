@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -68,9 +69,17 @@ class Document:
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     # path -> (line, col) of the key that introduces the value (mapping entries only)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    # Fills `values` and `keys` on first use, for files whose positions are rarely needed
+    # (hkgen's own output: only a problem needs a position).
+    locate: Callable[[], tuple[dict[PathKey, tuple[int, int]], dict[PathKey, tuple[int, int]]]] | None = field(
+        default=None, compare=False, repr=False)
 
     def where(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
         """Return the best source position for `path`: the value (or its key), else the nearest ancestor."""
+        if self.locate is not None and not self.values:
+            values, keys = self.locate()
+            self.values.update(values)
+            self.keys.update(keys)
         table = self.keys if key else self.values
         probe = tuple(path)
         while probe:
@@ -701,6 +710,15 @@ def load_generated(text: str, name: str) -> Document:
     if node is None:
         raise ConfigError([Problem(name, 1, 1, "$", "file is empty")])
     data = _GENERATED_LOADER("").construct_document(node)
+    # Positions are found again from the text when a problem needs one: keeping them (or the
+    # node graph) for every file would cost ~1 MB per user-data of a 1,000-node cluster.
+    return Document(name, data, locate=lambda: _positions(yaml.compose(text, Loader=_GENERATED_LOADER)))
+
+
+def _positions(node: Any) -> tuple[dict[PathKey, tuple[int, int]], dict[PathKey, tuple[int, int]]]:
+    """(value positions, key positions) of a composed YAML node graph, 1-based."""
+    import yaml
+
     values: dict[PathKey, tuple[int, int]] = {}
     keys: dict[PathKey, tuple[int, int]] = {}
     stack: list[tuple[Any, PathKey]] = [(node, ())]
@@ -714,7 +732,7 @@ def load_generated(text: str, name: str) -> Document:
                 stack.append((value_node, child))
         elif isinstance(current, yaml.SequenceNode):
             stack.extend((item, (*path, i)) for i, item in enumerate(current.value))
-    return Document(name, data, values, keys)
+    return values, keys
 
 
 def load_generated_all(text: str) -> list[Any]:

@@ -39,8 +39,13 @@ Layer = Literal["crds", "controllers", "configs", "apps"]
 LAYERS: tuple[Layer, ...] = ("crds", "controllers", "configs", "apps")
 
 
+_LEAVES = frozenset({str, int, bool, float, type(None), PurePosixPath})
+
+
 def freeze(value: Any) -> Any:
     """Read-only view of nested template context (dicts become mapping proxies, lists tuples)."""
+    if type(value) in _LEAVES:  # the common case first: ABC isinstance checks are slow
+        return value
     if isinstance(value, Mapping):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):

@@ -1,4 +1,5 @@
-"""The only module that runs other programs: argv lists, a minimal environment, timeouts.
+"""The only module that runs other programs or processes: argv lists, a minimal environment,
+timeouts, and `fork_call` (a pure function computed in a forked copy of hkgen, on another core).
 
 Never `shell=True`. A timeout kills the child (subprocess.run does) and becomes a `ToolError`,
 as does a missing program; a non-zero exit is returned to the caller, who knows what it means.
@@ -6,17 +7,24 @@ as does a missing program; a non-zero exit is returned to the caller, who knows 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import shlex
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from .errors import ToolError
 
-__all__ = ["Completed", "find", "run"]
+__all__ = ["Completed", "Forked", "find", "fork_call", "run"]
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -76,3 +84,71 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float = DEFAUL
     except OSError as err:
         raise ToolError(f"`{shlex.join(args)}` could not start: {err.strerror}") from err
     return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+class Forked(Generic[T]):
+    """`fn(*args)` running in a forked copy of this process; `result()` collects it.
+
+    The child only computes and sends back the pickled result: it writes no file and prints
+    nothing. If it fails in any way (an exception, a signal, no memory), `result()` computes
+    `fn(*args)` here instead, so an error surfaces exactly as it would without the fork.
+    """
+
+    def __init__(self, pid: int, fd: int, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+        self._pid, self._fd, self._fn, self._args = pid, fd, fn, args
+        self._reaped = False
+
+    def result(self) -> T:
+        """Wait for the child; its result, or `fn(*args)` computed here if it failed."""
+        chunks = []
+        try:
+            while chunk := os.read(self._fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self._fd)
+            _pid, status = os.waitpid(self._pid, 0)
+            self._reaped = True
+        if os.waitstatus_to_exitcode(status) == 0 and chunks:
+            value: T = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's bytes
+            return value
+        return self._fn(*self._args)
+
+    def cancel(self) -> None:
+        """Stop the child (when the caller gives up on the result, e.g. on an error or Ctrl-C)."""
+        if self._reaped:  # its pid may belong to another process by now
+            return
+        self._reaped = True
+        with contextlib.suppress(OSError):
+            os.kill(self._pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.waitpid(self._pid, 0)
+
+
+def fork_call(fn: Callable[..., T], *args: Any) -> Forked[T] | None:
+    """Start `fn(*args)` in a forked child; None where that is not safe or possible.
+
+    Only a pure function whose result pickles may be passed. Forking is refused while other
+    threads run (a lock one of them holds would stay locked in the child forever) and on
+    platforms without fork; the caller then calls `fn` itself.
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, and leave without running any cleanup of the parent
+        code = 1
+        try:
+            os.close(read_end)
+            payload = pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_end, view):]
+            code = 0
+        except BaseException:  # any failure: the parent computes it again
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return Forked(pid, read_end, fn, args)

@@ -107,9 +107,15 @@ def is_launch_config(path: str) -> bool:
     return path == LAUNCH_CONFIG or (path.startswith(HKGEN_LAUNCH_DIR + "/") and path.endswith(".yaml"))
 
 
+@cache
+def _file_order(cluster: Cluster) -> dict[str, int]:
+    """Position of every node in the file, by host name."""
+    return {n.hostname: i for i, n in enumerate(cluster.nodes)}
+
+
 def seed_folder(cluster: Cluster, hostname: str) -> PurePosixPath:
     """Folder of a host's seed inside the cluster folder: nodes/<host> or satellites/<host>."""
-    if any(n.hostname == hostname for n in cluster.nodes):
+    if hostname in _file_order(cluster):
         return PurePosixPath("nodes", hostname)
     if any(s.hostname == hostname for s in cluster.satellites):
         return PurePosixPath("satellites", hostname)
@@ -383,8 +389,14 @@ def _hosts_file(cluster: Cluster, host: Node | Satellite) -> list[tuple[str, str
     """/etc/hosts entries: every host of a home-sized cluster; on a large one only what joins
     and the satellites need (a full list on every Pi would grow with the square of the nodes).
     """
-    everyone = len(cluster.nodes) + len(cluster.satellites) <= HOSTS_FILE_LIMIT
-    nodes = [n for n in cluster.nodes if everyone or n.is_control_plane or n.hostname == host.hostname]
+    if len(cluster.nodes) + len(cluster.satellites) <= HOSTS_FILE_LIMIT:
+        nodes = list(cluster.nodes)
+    else:  # in file order, as for a small cluster
+        nodes = list(cluster.control_planes)
+        if isinstance(host, Node) and not host.is_control_plane:
+            order = _file_order(cluster)
+            nodes.append(host)
+            nodes.sort(key=lambda n: order[n.hostname])
     entries = [(n.ip, f"{n.hostname}.{cluster.domain}", n.hostname) for n in nodes]
     entries += [(s.ip, f"{s.hostname}.{cluster.domain}", s.hostname) for s in cluster.satellites]
     return entries
