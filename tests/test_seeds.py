@@ -252,6 +252,17 @@ def test_base_launch_config_sets_what_the_default_would_have(reference) -> None:
         assert not {"addons", "join", "persistentClusterToken"} & set(cfg)
 
 
+def test_kube_proxy_metrics_are_reachable_by_prometheus_on_every_node(reference, tmp_path) -> None:
+    # kube-proxy binds its metrics to 127.0.0.1 unless told otherwise; Prometheus scrapes node
+    # addresses, so without this the KubeProxyDown alert would never stop firing.
+    cluster, _plan, tree = reference
+    for host in CONTROL_PLANES + WORKERS:
+        assert launch(tree, host)["extraKubeProxyArgs"] == {"--metrics-bind-address": f"{cluster.node(host).ip}:10249"}
+    quiet = variant(tmp_path, lambda d: d["apps"]["monitoring"].update(enabled=False))
+    _plan, quiet_tree = render_seeds(quiet)
+    assert "extraKubeProxyArgs" not in launch(quiet_tree, "w1")
+
+
 def test_control_planes_get_fast_failover_sans_and_taints(reference) -> None:
     cluster, _plan, tree = reference
     for host in CONTROL_PLANES:

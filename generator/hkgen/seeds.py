@@ -93,6 +93,7 @@ KUBELITE_UNIT = "snap.microk8s.daemon-kubelite.service"
 LAUNCH_CONFIG_VERSION = "0.2.0"
 MIN_MICROK8S = (1, 28)  # first release whose cluster agent reads launch-config format 0.2.0
 CLUSTER_DOMAIN = "cluster.local"
+KUBE_PROXY_METRICS_PORT = 10249  # kube-proxy --metrics-bind-address default port; kube-prometheus-stack scrapes it
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}
 LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk"
 LONGHORN_DISKS_ANNOTATION = "node.longhorn.io/default-disks-config"
@@ -279,6 +280,12 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
         if kubernetes_ip != "10.152.183.1":  # MicroK8s' certificate already holds its default
             sans.append(kubernetes_ip)
         config["extraSANs"] = sans
+    monitoring = cluster.app("monitoring")
+    if monitoring is not None and monitoring.enabled:
+        # kube-proxy serves its metrics on 127.0.0.1 only (the upstream default, which MicroK8s'
+        # arguments keep) while Prometheus scrapes every node's address: without this the
+        # KubeProxyDown alert fires for ever. Bound to the node's LAN address, not 0.0.0.0.
+        config["extraKubeProxyArgs"] = {"--metrics-bind-address": f"{node.ip}:{KUBE_PROXY_METRICS_PORT}"}
     # Read by MicroK8s' CNI generator at install: pod and service ranges of Calico, kube-proxy,
     # the API server and the controller manager.
     config["extraCNIEnv"] = {
