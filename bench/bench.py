@@ -137,20 +137,11 @@ def make_secrets(cluster_dir: Path) -> None:
     result = validate_document(lf(cluster_dir / "cluster.yaml"))
     if result.cluster is None:
         raise SystemExit("synthetic cluster invalid:\n" + "\n".join(p.format() for p in result.problems))
-    values = {}
+    from hkgen.scaffold import _generate
+
+    values: dict[str, str] = {}
     for k in required_keys(result.cluster):
-        n = k.name
-        values[n] = (
-            rnd.token_hex(16)
-            if n.endswith("NETWORK_KEY")
-            else rnd.token_hex(8)
-            if n.endswith("EXT_PAN_ID")
-            else "1a2b"
-            if n.endswith("PAN_ID")
-            else "".join(rnd.choice("abcdefghij0123456789") for _ in range(32))
-            if n == "JOIN_TOKEN"
-            else rnd.token_urlsafe(18)
-        )
+        values[k.name] = _generate(k, set(values.values())) or rnd.token_urlsafe(18)
     plain = cluster_dir / "plain.yaml"
     plain.write_text(
         dump(

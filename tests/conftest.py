@@ -116,19 +116,13 @@ def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tu
     result = validate_document(load_file(cluster_file))
     if result.cluster is None:
         raise AssertionError("cluster invalid: " + "; ".join(p.format() for p in result.errors))
+    from hkgen.scaffold import _generate
+
     generated: dict[str, str] = {}
     for need in required_keys(result.cluster):
-        name = need.name
-        if name == "JOIN_TOKEN":
-            generated[name] = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(32))
-        elif name.endswith("_NETWORK_KEY"):
-            generated[name] = rnd.token_hex(16)
-        elif name.endswith("_EXT_PAN_ID"):
-            generated[name] = rnd.token_hex(8)
-        elif name.endswith("_PAN_ID"):
-            generated[name] = f"{rnd.randbelow(0xfffd) + 1:04x}"
-        else:
-            generated[name] = rnd.token_urlsafe(18)
+        # hkgen's own generator (the forms `secrets check` accepts); values a user must bring
+        # (S3, Wi-Fi, custom apps) get a random URL-safe string, which fits each of their forms.
+        generated[need.name] = _generate(need, set(generated.values())) or rnd.token_urlsafe(18)
     generated.update(values or {})
     plain = cluster_dir.parent.parent / "secrets.plain.yaml"
     plain.write_text(dump({"apiVersion": "v1", "kind": "Secret",

@@ -605,7 +605,18 @@ def test_network_identity_comes_from_the_secrets_file(reference: Rendered) -> No
             "ZIGBEE_PAN_ID": f"${{{key}_PAN_ID}}",
             "ZIGBEE_EXT_PAN_ID": f"${{{key}_EXT_PAN_ID}}",
             "ZIGBEE2MQTT_CONFIG_MQTT_PASSWORD": "${MQTT_PASSWORD_ZIGBEE2MQTT}",
+            # The frontend can re-pair and remove devices: it asks for a token from the secrets file.
+            "ZIGBEE2MQTT_CONFIG_FRONTEND_AUTH_TOKEN": "${ZIGBEE2MQTT_FRONTEND_TOKEN}",
         }
+
+
+def test_without_the_frontend_no_token_is_needed(tmp_path: Path) -> None:
+    from hkgen.secrets import required_keys
+
+    with_frontend = {k.name for k in required_keys(load_cluster(REPO / "clusters/home/cluster.yaml"))}
+    cluster = variant(tmp_path, lambda d: d["apps"]["zigbee2mqtt"].update(frontend=False))
+    assert "ZIGBEE2MQTT_FRONTEND_TOKEN" in with_frontend
+    assert {k.name for k in required_keys(cluster)} == with_frontend - {"ZIGBEE2MQTT_FRONTEND_TOKEN"}
 
 
 def test_start_script_hands_zigbee2mqtt_its_network_identity(reference: Rendered, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ KNOWN = {
     "GRAFANA_ADMIN_PASSWORD": "grafana-admin-pass-98765",
     "WIFI_PASSPHRASE_HOME_IOT": "wifi passphrase with spaces",
     "ZIGBEE_HOUSE_NETWORK_KEY": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    "ZIGBEE2MQTT_FRONTEND_TOKEN": "z2m-frontend-token-4711",
 }
 
 

@@ -182,7 +182,7 @@ def test_the_default_key_location_is_found(hkgen, home_copy: Path, secrets_for) 
 
 
 @pytest.mark.parametrize("name", ["JOIN_TOKEN", "ZIGBEE_X_NETWORK_KEY", "ZIGBEE_X_PAN_ID", "ZIGBEE_X_EXT_PAN_ID",
-                                  "MQTT_PASSWORD_ESPHOME", "GRAFANA_ADMIN_PASSWORD"])
+                                  "MQTT_PASSWORD_ESPHOME", "GRAFANA_ADMIN_PASSWORD", "ZIGBEE2MQTT_FRONTEND_TOKEN"])
 def test_generated_values_always_match_their_pattern(home_copy: Path, name: str) -> None:
     cluster, _ = load_cluster(home_copy)
     patterns = {k.name: k for k in required_keys(cluster)}

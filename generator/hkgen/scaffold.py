@@ -144,6 +144,8 @@ def _generate(key: SecretKey, taken: set[str]) -> str | None:
         elif name.endswith("_PAN_ID"):
             # 0x0001-0x3FFE: Zigbee PAN ids stay below 0x3FFF; 0x0000 and 0xFFFF are reserved.
             value = f"{rnd.randbelow(0x3FFE) + 1:04x}"
+        elif name.endswith("_TOKEN"):
+            value = rnd.choice(string.ascii_letters) + "".join(rnd.choice(_ALNUM) for _ in range(31))
         elif "PASSWORD" in name:
             value = "".join(rnd.choice(_ALNUM) for _ in range(32))
         else:

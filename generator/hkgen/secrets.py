@@ -95,7 +95,14 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
             SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
             SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", rf"^[{_SAFE}]{{8,}}$"),
         ]
-    if cluster.app("zigbee2mqtt"):
+    zigbee2mqtt = cluster.app("zigbee2mqtt")
+    if zigbee2mqtt and zigbee2mqtt.settings.get("frontend"):
+        # The web frontend can re-pair, rename and remove every device: never open to the LAN.
+        # zigbee2mqtt reads a setting from its environment as JSON when it parses (an all-digit
+        # token would become a number): a leading letter keeps it a string.
+        keys.append(SecretKey("ZIGBEE2MQTT_FRONTEND_TOKEN", "token the zigbee2mqtt web frontends ask for "
+                              "(16+ characters, a letter first, no quotes)", rf"^[A-Za-z][{_SAFE}]{{15,}}$"))
+    if zigbee2mqtt:
         for net in cluster.zigbee:
             base = key_for("ZIGBEE", net.name)
             keys += [
