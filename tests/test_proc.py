@@ -81,3 +81,9 @@ def test_no_fork_while_other_threads_run() -> None:
     finally:
         stop.set()
         worker.join()
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_no_fork_outside_linux(monkeypatch, platform: str) -> None:
+    monkeypatch.setattr(proc.sys, "platform", platform)
+    assert proc.fork_call(_pid_and_problems, 1) is None

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,10 +131,11 @@ def fork_call(fn: Callable[..., T], *args: Any) -> Forked[T] | None:
     """Start `fn(*args)` in a forked child; None where that is not safe or possible.
 
     Only a pure function whose result pickles may be passed. Forking is refused while other
-    threads run (a lock one of them holds would stay locked in the child forever) and on
-    platforms without fork; the caller then calls `fn` itself.
+    threads run (a lock one of them holds would stay locked in the child forever) and outside
+    Linux (macOS system libraries are not fork-safe, Windows has no fork); the caller then calls
+    `fn` itself.
     """
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
         return None
     read_end, write_end = os.pipe()
     pid = os.fork()
