@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from hkgen.load import load_file
-from hkgen.secrets import required_keys, sops_command
+from hkgen.scaffold import _generate
+from hkgen.secrets import SecretKey, required_keys, sops_command
 from hkgen.validate import validate_document
 from hkgen.yamlio import dump
 
@@ -54,18 +55,10 @@ def _snapshot(folder: Path) -> dict[str, str]:
     return out
 
 
-def _secret_value(name: str, pattern: str) -> str:
-    if name == "JOIN_TOKEN":
-        value = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(32))
-    elif name.endswith("_NETWORK_KEY"):
-        value = rnd.token_hex(16)
-    elif name.endswith("_EXT_PAN_ID"):
-        value = rnd.token_hex(8)
-    elif name.endswith("_PAN_ID"):
-        value = f"{rnd.randbelow(0xFFFD) + 1:04x}"
-    else:
-        value = rnd.token_urlsafe(18)
-    assert re.match(pattern, value), (name, pattern)
+def _secret_value(key: SecretKey, taken: set[str]) -> str:
+    """hkgen's own generator; a value a user must bring (S3, Wi-Fi) is a random URL-safe string."""
+    value = _generate(key, taken) or rnd.token_urlsafe(18)
+    assert re.match(key.pattern, value), (key.name, key.pattern)
     return value
 
 
@@ -74,7 +67,9 @@ def write_encrypted_secrets(cluster_file: Path) -> None:
     real sops to the age recipients the file lists (public keys only)."""
     result = validate_document(load_file(cluster_file))
     assert result.cluster is not None, [p.format() for p in result.errors]
-    values = {need.name: _secret_value(need.name, need.pattern) for need in required_keys(result.cluster)}
+    values: dict[str, str] = {}
+    for need in required_keys(result.cluster):
+        values[need.name] = _secret_value(need, set(values.values()))
     plain = cluster_file.parent.parent / f"{cluster_file.stem}.plain.yaml"
     plain.write_text(dump({"apiVersion": "v1", "kind": "Secret",
                            "metadata": {"name": "cluster-secrets", "namespace": "flux-system"},

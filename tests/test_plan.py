@@ -169,3 +169,18 @@ def test_reference_recovery_within_two_minutes() -> None:
     for name in ("home-assistant", "mosquitto", "zigbee2mqtt-garden", "zigbee2mqtt-attic"):
         assert rec[name].seconds <= 120, (name, rec[name].steps)
         assert rec[name].default_seconds is None  # never, with Kubernetes defaults (StatefulSet)
+
+
+def test_cluster_hash_is_cached_and_follows_equality() -> None:
+    import pickle
+
+    data = reference_data()
+    first, second = model(data), model(copy.deepcopy(data))
+    assert first == second and hash(first) == hash(second)
+    assert hash(first) == hash(first)  # cached (per-cluster caches look it up for every node)
+    other = copy.deepcopy(data)
+    other["nodes"][0]["hostname"] = "cp9"
+    assert model(other) != first
+    clone = pickle.loads(pickle.dumps(first))  # noqa: S301 - our own bytes
+    assert "_hash" not in clone.__dict__  # string hashes differ between processes
+    assert clone == first and hash(clone) == hash(first)

@@ -253,6 +253,10 @@ class Cluster:
             object.__setattr__(self, "_hash", cached)
         return cached
 
+    def __getstate__(self) -> dict[str, Any]:
+        # String hashes differ between processes: a copy must compute its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def source_label(self) -> str:
         """How rendered files name the cluster file: the same whatever path hkgen was called with."""
