@@ -1,4 +1,4 @@
-"""`hkgen secrets init|check|add-missing` with the real sops binary and real age keys.
+"""`hkgen secrets init|check|add-missing|rekey` with the real sops binary and real age keys.
 
 Every test also checks that no secret value ever reaches the command's output.
 """
@@ -197,3 +197,69 @@ def test_placeholder_fails_every_pattern(home_copy: Path) -> None:
     cluster, _ = load_cluster(home_copy)
     for key in required_keys(cluster):
         assert not re.match(key.pattern, PLACEHOLDER), key.name
+
+
+# --- rekey: the age recipients of cluster.yaml, exactly ------------------------------------------------
+
+
+def _second_key(folder: Path, name: str) -> tuple[Path, str]:
+    identity = pyrage.x25519.Identity.generate()
+    key = folder / f"{name}.agekey"
+    key.write_text(f"{identity}\n")
+    return key, str(identity.to_public())
+
+
+def _set_recipients(cluster: Path, recipients: list[str]) -> None:
+    text = (cluster / "cluster.yaml").read_text()
+    listed = "".join(f"    - {r}\n" for r in recipients)
+    text = re.sub(r"(  ageRecipients:\n)(    - age1[02-9ac-hj-np-z]{58}\n)+", lambda m: m.group(1) + listed, text)
+    (cluster / "cluster.yaml").write_text(text)
+
+
+def test_rekey_adds_a_new_admin_and_then_removes_the_old_key(hkgen, home_copy: Path, secrets_for) -> None:
+    old_key, values = secrets_for(home_copy)
+    old_public = re.search(r"age1[02-9ac-hj-np-z]{58}", (home_copy / "cluster.yaml").read_text()).group(0)
+    new_key, new_public = _second_key(home_copy.parent.parent, "new")
+    cwd = home_copy.parent.parent
+    # A second admin: validate names the missing recipient and points at rekey.
+    _set_recipients(home_copy, [old_public, new_public])
+    before = hkgen("validate", "clusters/home", cwd=cwd)
+    assert before.returncode == 1
+    assert "not encrypted to" in before.stdout and "hkgen secrets rekey" in before.stdout
+    with pytest.raises(Exception, match="could not decrypt"):
+        decrypt(home_copy / "secrets.sops.yaml", age_key_file=new_key)
+    added = hkgen("secrets", "rekey", "clusters/home", "--age-key", str(old_key), cwd=cwd)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert added.stdout.splitlines() == [f"added: {new_public}"]
+    assert hkgen("validate", "clusters/home", cwd=cwd).returncode == 0
+    assert decrypt(home_copy / "secrets.sops.yaml", age_key_file=new_key) == values
+    # The old key leaves (a lost laptop): validate flags that it can still read, rekey drops it.
+    _set_recipients(home_copy, [new_public])
+    stale = hkgen("validate", "clusters/home", cwd=cwd)
+    assert stale.returncode == 1 and "that key can still read every secret" in stale.stdout
+    removed = hkgen("secrets", "rekey", "clusters/home", "--age-key", str(new_key), cwd=cwd)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert removed.stdout.splitlines() == [f"removed: {old_public}"]
+    assert "Git history" in removed.stderr
+    assert hkgen("validate", "clusters/home", cwd=cwd).returncode == 0
+    assert decrypt(home_copy / "secrets.sops.yaml", age_key_file=new_key) == values
+    with pytest.raises(Exception, match="could not decrypt"):
+        decrypt(home_copy / "secrets.sops.yaml", age_key_file=old_key)
+    for run in (added, removed):
+        no_values_in(run.stdout + run.stderr, values)
+    assert not list(home_copy.glob(".*hkgen-new"))
+
+
+def test_rekey_with_nothing_to_do_or_a_key_that_cannot_read_changes_nothing(hkgen, home_copy: Path,
+                                                                            secrets_for) -> None:
+    key, _values = secrets_for(home_copy)
+    cwd = home_copy.parent.parent
+    before = (home_copy / "secrets.sops.yaml").read_bytes()
+    same = hkgen("secrets", "rekey", "clusters/home", "--age-key", str(key), cwd=cwd)
+    assert same.returncode == 0 and "nothing changed" in same.stderr
+    stranger, stranger_public = _second_key(cwd, "stranger")
+    _set_recipients(home_copy, [stranger_public])
+    refused = hkgen("secrets", "rekey", "clusters/home", "--age-key", str(stranger), cwd=cwd)
+    assert refused.returncode == 3 and "could not decrypt" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (home_copy / "secrets.sops.yaml").read_bytes() == before

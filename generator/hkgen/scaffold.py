@@ -287,6 +287,61 @@ def add_missing_secrets(cluster: Cluster, path: Path, supply: Supply, *, key_fil
 
 
 @dataclass
+class Rekeyed:
+    """What `rekey_secrets` changed: age recipients added and removed (public keys only)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def file_recipients(path: Path) -> list[str]:
+    """The age recipients a SOPS file is encrypted to (from its metadata; nothing decrypted)."""
+    from .load import load_file
+
+    data = load_file(path).data
+    sops = data.get("sops") if isinstance(data, dict) else None
+    entries = sops.get("age") if isinstance(sops, dict) else None
+    if not isinstance(entries, list):
+        raise UsageError(f"{path}: not a SOPS file encrypted with age (no sops.age metadata)")
+    return [str(e["recipient"]) for e in entries if isinstance(e, dict) and "recipient" in e]
+
+
+def rekey_secrets(cluster: Cluster, path: Path, *, key_file: Path | None) -> Rekeyed:
+    """Re-encrypt `path` for exactly the cluster's `secrets.ageRecipients`, with a new data key.
+
+    For a new admin's key, a lost laptop or a departed housemate: edit the recipients in
+    cluster.yaml, then rekey. `sops rotate` replaces the data key too, so a removed key cannot
+    read any value written from now on. The file is rewritten on a copy and replaced in one
+    rename; a key that cannot decrypt the file changes nothing.
+    """
+    from .secrets import decrypt
+
+    current = file_recipients(path)
+    wanted = list(cluster.age_recipients)
+    change = Rekeyed([r for r in wanted if r not in current], [r for r in current if r not in wanted])
+    decrypt(path, age_key_file=key_file)  # the key must read the file before anything changes
+    if not change.added and not change.removed:
+        return change
+    args = ["rotate", "--in-place", "--input-type", "yaml", "--output-type", "yaml"]
+    if change.added:
+        args += ["--add-age", ",".join(change.added)]
+    if change.removed:
+        args += ["--rm-age", ",".join(change.removed)]
+    work = path.with_name(f".{path.name}.hkgen-new")
+    shutil.copyfile(path, work)
+    try:
+        _sops([*args, work.name], cwd=path.parent, key_file=key_file)
+        now = file_recipients(work)
+        if sorted(now) != sorted(wanted):  # sops did something else: keep the old file
+            raise ToolError(f"sops rotate left {path.name} encrypted to {len(now)} recipient(s), "
+                            f"not the {len(wanted)} of cluster.yaml; nothing was changed")
+        work.replace(path)
+    finally:
+        work.unlink(missing_ok=True)
+    return change
+
+
+@dataclass
 class SecretsAudit:
     """Findings of `hkgen secrets check`, by key name; never values."""
 

@@ -172,14 +172,26 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
             )
         )
     else:
-        recipients = {str(a.get("recipient")) for a in sops.get("age") or [] if isinstance(a, dict)}
+        entries = [a for a in sops.get("age") or [] if isinstance(a, dict)]
+        recipients = {str(a.get("recipient")) for a in entries}
+        rekey = f"run: hkgen secrets rekey {shown}"
         for i, rcpt in enumerate(cluster.age_recipients):
             if rcpt not in recipients:
                 problems.append(
                     doc.problem(
-                        ("sops", "age"),
-                        f"not encrypted to {rcpt[:16]}... (secrets.ageRecipients[{i}])",
-                        f"run: sops updatekeys {shown}",
+                        ("sops", "age"), f"not encrypted to {rcpt[:16]}... (secrets.ageRecipients[{i}])", rekey
+                    )
+                )
+        # A key dropped from cluster.yaml but still able to decrypt: a departed admin's, a lost laptop's.
+        for j, entry in enumerate(entries):
+            rcpt = str(entry.get("recipient"))
+            if rcpt not in cluster.age_recipients:
+                problems.append(
+                    doc.problem(
+                        ("sops", "age", j, "recipient"),
+                        f"also encrypted to {rcpt[:16]}..., which is not in secrets.ageRecipients: that key can "
+                        "still read every secret",
+                        rekey,
                     )
                 )
     values = data.get("stringData")

@@ -1,4 +1,4 @@
-"""`hkgen secrets init|check|add-missing PATH`: the cluster's encrypted secret values, never printed.
+"""`hkgen secrets init|check|add-missing|rekey PATH`: the cluster's encrypted secret values, never printed.
 
 Values a user must bring (S3 and Wi-Fi credentials, custom apps' keys) come from
 `HKGEN_SECRET_<KEY>` environment variables or a hidden prompt; any key can be given that way (to
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 NAME = "secrets"
 HELP = "create, check or complete the cluster's SOPS-encrypted secrets (values are never printed)"
 ENV_PREFIX = "HKGEN_SECRET_"
+REKEY_DETAIL = (
+    "Edit secrets.ageRecipients in cluster.yaml first; --age-key must be a key that can read the file now. "
+    "Values stay the same: a removed key cannot read what is written from now on, but could read the old "
+    "file in Git history, so change the values that matter too."
+)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +37,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (("init", "generate every secret the cluster needs into a new encrypted file"),
                        ("check", "decrypt and report missing, unset or malformed secrets (exit 1 if any)"),
-                       ("add-missing", "add the secrets the cluster now needs, keeping every existing value")):
-        sub = actions.add_parser(name, help=text, description=text + ". " + __doc__.split("\n\n", 1)[1].strip())
+                       ("add-missing", "add the secrets the cluster now needs, keeping every existing value"),
+                       ("rekey", "re-encrypt the secrets for exactly the age recipients in cluster.yaml, with a new "
+                                 "data key (after adding or removing an admin's key)")):
+        detail = REKEY_DETAIL if name == "rekey" else __doc__.split("\n\n", 1)[1].strip()
+        sub = actions.add_parser(name, help=text, description=text + ". " + detail)
         sub.add_argument("path", metavar="PATH", help="a cluster.yaml, its folder, or a file inside it")
         sub.add_argument("--age-key", metavar="FILE",
                          help="age private key (default: $SOPS_AGE_KEY_FILE, ~/.config/hkgen/<cluster>.agekey, "
                               "then sops' own default)")
-        if name != "check":
+        if name in ("init", "add-missing"):
             sub.add_argument("--no-input", action="store_true", help="never prompt; unset values get placeholders")
 
 
@@ -109,7 +117,27 @@ def run(args: argparse.Namespace) -> int:
         err(f"{secrets_file}: " + (f"{len(change.written)} key(s) written, the others kept" if change.written
                                    else "nothing to add"))
         return 0
+    if args.action == "rekey":
+        return _rekey(cluster, secrets_file, args)
     return _check(cluster, path, secrets_file, args)
+
+
+def _rekey(cluster: Cluster, secrets_file: Path, args: argparse.Namespace) -> int:
+    from ..scaffold import rekey_secrets
+
+    change = rekey_secrets(cluster, secrets_file, key_file=_key_file(args, cluster))
+    if not change.added and not change.removed:
+        err(f"{secrets_file}: already encrypted for exactly the {len(cluster.age_recipients)} recipient(s) in "
+            "cluster.yaml; nothing changed")
+        return 0
+    for word, keys in (("added", change.added), ("removed", change.removed)):
+        for key in keys:
+            out(f"{word}: {key}")
+    err(f"{secrets_file}: re-encrypted for {len(cluster.age_recipients)} recipient(s) with a new data key")
+    if change.removed:
+        err("hkgen: note: the removed keys can still read the old file in Git history: change the secrets that "
+            "matter (sops edit), and make sure the cluster's sops-age Secret holds a key that is still listed")
+    return 0
 
 
 def _check(cluster: Cluster, path: Path, secrets_file: Path, args: argparse.Namespace) -> int:
