@@ -924,6 +924,17 @@ def test_custom_load_balancers_need_free_addresses(tmp_path: Path) -> None:
         workloads.components(variant(tmp_path, edit))
 
 
+def test_a_custom_app_keeps_the_address_it_asks_for(tmp_path: Path) -> None:
+    # Devices on the LAN point at these addresses: a fixed one survives reordering and removals.
+    fixed = {**CUSTOM[1], "loadBalancerIP": "192.168.10.220"}
+    other = {"name": "music", "image": "docker.io/library/nginx:1.29.3", "port": 80, "expose": "loadBalancer"}
+    cluster = variant(tmp_path, lambda d: d.update(customApps=[other, fixed]))
+    rendered = Rendered(cluster, tmp_path / "out")
+    addresses = {name: rendered.get("Service", name)["metadata"]["annotations"]["metallb.universe.tf/loadBalancerIPs"]
+                 for name in ("esphome", "music")}
+    assert addresses == {"esphome": "192.168.10.220", "music": "192.168.10.219"}
+
+
 def test_custom_app_cannot_take_a_catalogue_web_address(tmp_path: Path) -> None:
     clash = {"name": "zigbee2mqtt-house", "image": "docker.io/library/nginx:1.29.3", "port": 80}
     with pytest.raises(ConfigError, match=r"both want the web address zigbee2mqtt-house\.home\.arpa"):

@@ -187,6 +187,7 @@ class CustomApp:
     secret_env: tuple[tuple[str, str], ...]
     host_network: bool
     expose: str
+    load_balancer_ip: str | None = None  # with expose: loadBalancer, the address asked for
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
             mount_path=c["storage"]["mountPath"] if "storage" in c else None,
             backup_class=c["storage"]["backupClass"] if "storage" in c else "none",
             env=tuple(sorted(c["env"].items())), secret_env=tuple(sorted(c["secretEnv"].items())),
-            host_network=c["hostNetwork"], expose=c["expose"],
+            host_network=c["hostNetwork"], expose=c["expose"], load_balancer_ip=c.get("loadBalancerIP"),
         )
         for c in data["customApps"]
     )

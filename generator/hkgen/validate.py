@@ -609,6 +609,15 @@ class _Checks:
         mosq = self.c.app("mosquitto")
         if mosq is not None:
             wanted.append((("apps", "mosquitto", "loadBalancerIP"), mosq.settings["loadBalancerIP"], "mosquitto"))
+        for i, custom in enumerate(self.c.custom_apps):
+            if custom.load_balancer_ip is None:
+                continue
+            if custom.expose != "loadBalancer":
+                self.err(("customApps", i, "loadBalancerIP"), f"{custom.name} is exposed as '{custom.expose}': only "
+                         "an app with expose: loadBalancer gets a LAN address", "set expose: loadBalancer, or remove "
+                         "loadBalancerIP")
+                continue
+            wanted.append((("customApps", i, "loadBalancerIP"), custom.load_balancer_ip, custom.name))
         for path, ip, who in wanted:
             if first > last:
                 break  # the pool itself is reported; every address would be "outside" it

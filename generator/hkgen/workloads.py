@@ -190,8 +190,10 @@ def _custom_lb_ips(cluster: Cluster) -> dict[str, str]:
     """Fixed LAN addresses of custom apps exposed as load balancers.
 
     Every hkgen load balancer asks MetalLB for a fixed address, so none is handed out dynamically
-    and none can take mosquitto's or the ingress' address first. Custom apps get the highest free
-    addresses of the pool, in file order, so an app keeps its address while apps are added after it.
+    and none can take mosquitto's or the ingress' address first. A custom app with a
+    `loadBalancerIP` gets that address (validated: inside the pool, unique); the others get the
+    highest free addresses of the pool, in file order, so an app keeps its address while apps are
+    added after it.
     """
     first, last = (ipaddress.IPv4Address(x) for x in cluster.lb_pool)
     taken = {ipaddress.IPv4Address(cluster.ingress_ip)}
@@ -199,9 +201,13 @@ def _custom_lb_ips(cluster: Cluster) -> dict[str, str]:
     if mosq is not None:
         taken.add(ipaddress.IPv4Address(mosq.settings["loadBalancerIP"]))
     out: dict[str, str] = {}
+    for app in cluster.custom_apps:
+        if app.expose == "loadBalancer" and app.load_balancer_ip is not None:
+            out[app.name] = app.load_balancer_ip
+            taken.add(ipaddress.IPv4Address(app.load_balancer_ip))
     candidate = last
     for i, app in enumerate(cluster.custom_apps):
-        if app.expose != "loadBalancer":
+        if app.expose != "loadBalancer" or app.name in out:
             continue
         while candidate >= first and candidate in taken:
             candidate -= 1
