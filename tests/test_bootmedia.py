@@ -68,8 +68,10 @@ def test_boot_media_is_the_committed_seed_with_the_values_filled_in(cluster_with
     by_path = {f["path"]: f["content"] for f in ud["write_files"]}
     assert by_path["/etc/hkgen/microk8s/join-token"] == TOKEN + "\n"
     assert yaml.safe_load(by_path["/etc/hkgen/microk8s/token.yaml"])["persistentClusterToken"] == TOKEN
-    # Exactly the committed seed, but with the value where the placeholder was.
-    cluster = variant(tmp_path / "ref")
+    # Exactly the committed seed, but with the value where the placeholder was (the fixture's
+    # cluster lists its own age key, which the seed names as the backups' recipient).
+    recipients = yaml.safe_load((home / "cluster.yaml").read_text())["secrets"]["ageRecipients"]
+    cluster = variant(tmp_path / "ref", lambda d: d["secrets"].update(ageRecipients=recipients))
     _plan, tree = render_seeds(cluster)
     committed = tree[next(p for p in tree if p.as_posix() == "nodes/cp1/user-data")].decode()
     assert files["user-data"].replace(TOKEN, "${JOIN_TOKEN}") == committed

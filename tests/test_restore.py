@@ -170,14 +170,20 @@ def test_dqlite_uploader_per_control_plane_and_timers_in_their_seeds(home: Rende
         files = {f["path"]: f["content"] for f in seed["write_files"]}
         timer = files.get("/etc/systemd/system/hkgen-dqlite-backup.timer")
         if node == "w1":
-            assert timer is None
+            assert timer is None and "age" not in seed["packages"]
             continue
         assert timer is not None
         calendars.add(next(line for line in timer.splitlines() if line.startswith("OnCalendar=")))
         service = files["/etc/systemd/system/hkgen-dqlite-backup.service"]
-        command = f"/usr/local/sbin/hkgen-dqlite-backup {restore.DQLITE_DIR} {restore.DQLITE_KEEP_LOCAL}"
+        command = (f"/usr/local/sbin/hkgen-dqlite-backup {restore.DQLITE_DIR} {restore.DQLITE_KEEP_LOCAL} "
+                   "/etc/hkgen/dqlite-backup.recipients")
         assert f"ExecStart={command}" in service
         assert files["/usr/local/sbin/hkgen-dqlite-backup"] == NODE_BACKUP.read_text()
+        # The archives are encrypted to the cluster's age recipients (public keys) on the node.
+        listed = [line for line in files["/etc/hkgen/dqlite-backup.recipients"].splitlines()
+                  if line and not line.startswith("#")]
+        assert listed == list(home.validation.cluster.age_recipients)
+        assert "age" in seed["packages"]
         assert ["systemctl", "enable", "--now", "hkgen-dqlite-backup.timer"] in seed["runcmd"]
     assert len(calendars) == 3  # control planes never back up at the same time
 
@@ -446,10 +452,12 @@ def test_uploader_copies_new_archives_and_keeps_the_newest(fake: Path, tmp_path:
     source = tmp_path / "backups"
     source.mkdir()
     for day in range(1, 6):
-        (source / f"dqlite-cp1-2026112{day}T000000Z.tar.gz").write_text(str(day))
+        (source / f"dqlite-cp1-2026112{day}T000000Z.tar.gz.age").write_text(str(day))
     existing = fake / "s3" / "bucket" / "home" / "dqlite" / "cp1"
     existing.mkdir(parents=True)
-    (existing / "dqlite-cp1-20261121T000000Z.tar.gz").write_text("1")
+    (existing / "dqlite-cp1-20261121T000000Z.tar.gz.age").write_text("1")
+    # Left by an hkgen that did not encrypt yet: every Secret in clear, so it goes.
+    (existing / "dqlite-cp1-20261101T000000Z.tar.gz").write_text("plain")
     # The uploader also needs `aws s3 cp FILE URL` and `aws s3 rm URL`: extend the stand-in.
     extra = textwrap.dedent('''\
         if args[:2] == ["s3", "cp"]:
@@ -466,6 +474,47 @@ def test_uploader_copies_new_archives_and_keeps_the_newest(fake: Path, tmp_path:
            "DEST": "home/dqlite/cp1/", "KEEP": "3"}
     done = subprocess.run(["sh", str(UPLOAD)], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(p.name for p in existing.iterdir()) == [f"dqlite-cp1-2026112{d}T000000Z.tar.gz" for d in (3, 4, 5)]
+    assert sorted(p.name for p in existing.iterdir()) == [
+        f"dqlite-cp1-2026112{d}T000000Z.tar.gz.age" for d in (3, 4, 5)]
     calls = (fake / "calls.log").read_text()
-    assert "20261121T000000Z.tar.gz s3://" not in calls  # already there: not uploaded again
+    assert "20261121T000000Z.tar.gz.age s3://" not in calls  # already there: not uploaded again
+    assert "removed unencrypted home/dqlite/cp1/dqlite-cp1-20261101T000000Z.tar.gz" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed (.ci/run installs it)")
+def test_node_backup_encrypts_every_archive_to_the_admins_keys(tmp_path: Path) -> None:
+    import socket
+
+    import pyrage
+
+    admin, other = pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
+    recipients = tmp_path / "recipients"
+    recipients.write_text(f"# the cluster's secrets.ageRecipients\n{admin.to_public()}\n{other.to_public()}\n")
+    fake = tmp_path / "microk8s"  # `microk8s dbctl backup -o NAME` writes NAME.tar.gz here
+    fake.write_text('#!/bin/sh\n[ "$1 $2 $3" = "dbctl backup -o" ] || exit 9\n'
+                    'printf "datastore %s" "$4" > "$4.tar.gz"\n')
+    fake.chmod(0o755)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    host = socket.gethostname().split(".")[0]  # the script names archives after `hostname -s`
+    (folder / f"dqlite-{host}-20261101T000000Z.tar.gz").write_text("plain, from before encryption")
+    for i in range(3):
+        (folder / f"dqlite-{host}-2026110{i + 2}T000000Z.tar.gz.age").write_text("older")
+    env = {"PATH": "/usr/bin:/bin", "HKGEN_MICROK8S": str(fake)}
+    done = subprocess.run(["sh", str(NODE_BACKUP), str(folder), "2", str(recipients)], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 2 and all(n.endswith(".tar.gz.age") for n in names)  # newest 2, nothing in clear
+    newest = folder / names[-1]
+    assert names[0] == f"dqlite-{host}-20261104T000000Z.tar.gz.age"
+    assert b"datastore" not in newest.read_bytes()
+    for identity in (admin, other):  # every listed key reads it
+        assert pyrage.decrypt(newest.read_bytes(), [identity]).startswith(b"datastore .partial-dqlite-")
+    assert oct(newest.stat().st_mode & 0o777) == "0o600"
+    # No recipient that can read it: nothing is written, the plain archive does not stay behind.
+    recipients.write_text("# nobody\n")
+    failed = subprocess.run(["sh", str(NODE_BACKUP), str(folder), "2", str(recipients)], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert failed.returncode != 0
+    assert sorted(p.name for p in folder.iterdir()) == names

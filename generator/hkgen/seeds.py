@@ -488,6 +488,9 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         # vxlan and friends for Calico; the package no longer exists from 24.04 on and would fail
         # the whole apt install there.
         packages.append("linux-modules-extra-raspi")
+    if node.is_control_plane and cluster.backup:
+        # age: datastore archives are encrypted to the cluster's age recipients before upload.
+        packages.append("age")
     seed["packages"] = [*packages, *seed["packages"]]
     disks = [
         {"id": disk.id, "device": f"/dev/disk/by-id/{disk.id}", "mount": path,
