@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -965,3 +966,38 @@ def test_full_render_places_and_verifies_every_app(home_copy: Path) -> None:
     gone = set(full.tree) - set(without.tree)
     assert by_app["grafana"] <= gone
     assert all("grafana" in str(path) for path in gone), gone
+
+
+# --- the checked catalogue is cached per content ------------------------------------------------------
+
+
+def test_the_catalogue_is_cached_by_content_and_survives_a_broken_cache(tmp_path: Path, monkeypatch) -> None:
+    from hkgen import catalogue, resources
+
+    load = catalogue.load_catalogue.__wrapped__  # past the per-process cache
+    monkeypatch.setattr(resources, "_CACHE", [tmp_path / "cache"])
+    fresh = load()
+    (stored,) = (tmp_path / "cache" / "catalogue").glob("*.pickle")
+    monkeypatch.setattr(catalogue, "_read_catalogue", lambda base: pytest.fail("the cache was not used"))
+    assert load() == fresh
+    stored.write_bytes(b"not a pickle")  # a damaged cache is read again from the folders
+    monkeypatch.undo()
+    monkeypatch.setattr(resources, "_CACHE", [tmp_path / "cache"])
+    assert load() == fresh
+    assert list((tmp_path / "cache" / "catalogue").glob("*.pickle")) == [stored]
+    # Another content, another key: a copy of the catalogue with one app changed is read anew.
+    base = tmp_path / "apps"
+    shutil.copytree(REPO / "apps", base)
+    assert catalogue._cache_file(base) != catalogue._cache_file(REPO / "apps")
+    before = catalogue._cache_file(base)
+    meta = base / "mosquitto" / "app.yaml"
+    meta.write_text(meta.read_text() + "\n")
+    assert catalogue._cache_file(base) != before
+
+
+def test_without_a_cache_folder_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
+    from hkgen import catalogue, resources
+
+    monkeypatch.setattr(resources, "_CACHE", [])
+    assert catalogue._cache_file(REPO / "apps") is None
+    assert catalogue.load_catalogue.__wrapped__()  # reads the folders

@@ -11,7 +11,10 @@ and into the rendered files without Python changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pickle
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -209,8 +212,57 @@ def _check_meta(doc: Any, folder: Path, base: Path) -> list[Problem]:
 
 @cache
 def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
-    """Every app folder under `root` (default: hkgen's own apps/), by name."""
+    """Every app folder under `root` (default: hkgen's own apps/), by name.
+
+    hkgen's own catalogue is kept, checked, in the CLI's cache folder, keyed by the hash of every
+    file under apps/ (and hkgen's version and location): reading and schema-checking the app folders
+    was a tenth of `hkgen validate`, which pre-commit runs on every commit.
+    """
     base = root or data_dir("apps")
+    cached = _cache_file(base) if root is None else None
+    if cached is not None:
+        try:
+            found: dict[str, AppSpec] = pickle.loads(cached.read_bytes())  # noqa: S301 - hkgen's own cache
+            return found
+        except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+            pass  # no cache yet, or one from another hkgen: read the folders
+    specs = _read_catalogue(base)
+    if cached is not None:
+        _store(cached, pickle.dumps(specs, protocol=pickle.HIGHEST_PROTOCOL))
+    return specs
+
+
+def _cache_file(base: Path) -> Path | None:
+    """Where the checked catalogue of `base` is cached, or None without a cache folder."""
+    from . import __version__
+    from .resources import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{__version__}\0{base}\0".encode())
+    for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(base).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return folder / "catalogue" / f"{digest.hexdigest()[:40]}.pickle"
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write the cache file atomically, dropping older ones; a read-only cache is no error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for old in path.parent.glob("*.pickle"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def _read_catalogue(base: Path) -> dict[str, AppSpec]:
     specs: dict[str, AppSpec] = {}
     problems: list[Problem] = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):

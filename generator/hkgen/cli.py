@@ -44,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, epilog=EXIT_CODES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.register(p)
-        p.set_defaults(func=module.run)
+        p.set_defaults(func=module.run, cache=getattr(module, "CACHE", True))
     return parser
 
 
 def _template_cache() -> None:
-    """Compiled templates go to the user's cache folder ($XDG_CACHE_HOME/hkgen or ~/.cache/hkgen)."""
+    """Compiled templates and the checked app catalogue go to the user's cache folder
+    ($XDG_CACHE_HOME/hkgen or ~/.cache/hkgen); a command module with `CACHE = False` uses none.
+    """
     from pathlib import Path
 
     from .resources import set_cache_dir
@@ -69,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
-    _template_cache()
+    if args.cache:
+        _template_cache()
     try:
         code: int = args.func(args)
         return code

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ._common import err, out
 
+CACHE = False  # a new user's first command leaves nothing under HOME but the age key
 NAME = "init"
 HELP = "create a new GitOps repository: starter cluster.yaml, .sops.yaml, pre-commit hooks, age key, secrets"
 
