@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +22,7 @@ import secrets as rnd
 import shutil
 import string
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,17 +274,26 @@ def add_missing_secrets(cluster: Cluster, path: Path, supply: Supply, *, key_fil
     change.written = sorted(new)
     if not new:
         return change
-    work = path.with_name(f".{path.name}.hkgen-new")
-    shutil.copyfile(path, work)
-    try:
+    with _edited_copy(path) as work:
         for name in sorted(new):
             _sops(["set", "--value-stdin", "--input-type", "yaml", "--output-type", "yaml", work.name,
                    f'["stringData"][{json.dumps(name)}]'], cwd=path.parent, stdin=json.dumps(new[name]),
                   key_file=key_file)
+    return change
+
+
+@contextlib.contextmanager
+def _edited_copy(path: Path) -> Iterator[Path]:
+    """A copy of `path` for sops to change in place; it replaces `path` in one rename when the
+    block succeeds, and is removed whatever happens.
+    """
+    work = path.with_name(f".{path.name}.hkgen-new")
+    shutil.copyfile(path, work)
+    try:
+        yield work
         work.replace(path)
     finally:
         work.unlink(missing_ok=True)
-    return change
 
 
 @dataclass
@@ -327,17 +337,12 @@ def rekey_secrets(cluster: Cluster, path: Path, *, key_file: Path | None) -> Rek
         args += ["--add-age", ",".join(change.added)]
     if change.removed:
         args += ["--rm-age", ",".join(change.removed)]
-    work = path.with_name(f".{path.name}.hkgen-new")
-    shutil.copyfile(path, work)
-    try:
+    with _edited_copy(path) as work:
         _sops([*args, work.name], cwd=path.parent, key_file=key_file)
         now = file_recipients(work)
         if sorted(now) != sorted(wanted):  # sops did something else: keep the old file
             raise ToolError(f"sops rotate left {path.name} encrypted to {len(now)} recipient(s), "
                             f"not the {len(wanted)} of cluster.yaml; nothing was changed")
-        work.replace(path)
-    finally:
-        work.unlink(missing_ok=True)
     return change
 
 
