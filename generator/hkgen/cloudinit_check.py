@@ -170,13 +170,15 @@ _OBJECT_KEYS = frozenset({"type", "properties", "additionalProperties", "descrip
 _ROOT_KEYS = frozenset({"$schema", "$defs", "allOf", "properties", "additionalProperties", "type"})
 
 
-def _decomposable(schema: dict[str, Any]) -> dict[str, Any] | None:
-    """The write_files item schema when the cloud-config schema splits by key, else None."""
+def _decomposable(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]] | None:
+    """(write_files item schema, {key: $refs of the modules defining it}) when the cloud-config
+    schema splits by key, else None.
+    """
     if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") != "object":
         return None
     if not isinstance(schema.get("additionalProperties", True), bool):
         return None
-    members = []
+    by_key: dict[str, list[dict[str, str]]] = {}
     for ref in schema.get("allOf", []):
         target = ref.get("$ref", "") if isinstance(ref, dict) and set(ref) == {"$ref"} else ""
         if not target.startswith("#/$defs/"):
@@ -186,17 +188,18 @@ def _decomposable(schema: dict[str, Any]) -> dict[str, Any] | None:
             return None
         if member.get("type", "object") != "object" or member.get("additionalProperties", True) is not True:
             return None
-        members.append(member)
+        for key in member.get("properties", {}):
+            by_key.setdefault(key, []).append(ref)
     # write_files: one array schema whose only list-level rule a non-empty list meets.
-    rules = [m["properties"]["write_files"] for m in members if "write_files" in m.get("properties", {})]
+    rules = [schema["$defs"][ref["$ref"].removeprefix("#/$defs/")]["properties"]["write_files"]
+             for ref in by_key.get("write_files", [])]
     rules += [r for r in [schema.get("properties", {}).get("write_files")] if r]
     if len(rules) != 1 or not set(rules[0]) <= {"type", "items", "minItems", "description"}:
         return None
     rule = rules[0]
     if rule.get("type") != "array" or rule.get("minItems", 1) > 1 or not isinstance(rule.get("items"), dict):
         return None
-    items: dict[str, Any] = rules[0]["items"]
-    return items
+    return rule["items"], by_key
 
 
 @cache
@@ -208,15 +211,11 @@ def _split_validators() -> tuple[Any, dict[str, Any]] | None:
     error, and the message lists the known keys).
     """
     schema = _schema("cloud-init/schema-cloud-config-v1.json")
-    items = _decomposable(schema)
-    if items is None:
+    split = _decomposable(schema)
+    if split is None:
         return None
+    items, by_key = split
     whole = _cloud_config_validator()
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for ref in schema.get("allOf", []):
-        member = schema["$defs"][ref["$ref"].removeprefix("#/$defs/")]
-        for key in member.get("properties", {}):
-            by_key.setdefault(key, []).append(ref)
     known = schema.get("properties", {})
     validators = {
         key: whole.evolve(schema={"allOf": refs, "properties": {key: known[key]}})

@@ -135,7 +135,7 @@ def fork_call(fn: Callable[..., T], *args: Any) -> Forked[T] | None:
     Linux (macOS system libraries are not fork-safe, Windows has no fork); the caller then calls
     `fn` itself.
     """
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return None
     read_end, write_end = os.pipe()
     pid = os.fork()

@@ -307,13 +307,12 @@ class Rekeyed:
 def file_recipients(path: Path) -> list[str]:
     """The age recipients a SOPS file is encrypted to (from its metadata; nothing decrypted)."""
     from .load import load_file
+    from .secrets import sops_age_recipients
 
-    data = load_file(path).data
-    sops = data.get("sops") if isinstance(data, dict) else None
-    entries = sops.get("age") if isinstance(sops, dict) else None
-    if not isinstance(entries, list):
+    recipients = sops_age_recipients(load_file(path).data)
+    if recipients is None:
         raise UsageError(f"{path}: not a SOPS file encrypted with age (no sops.age metadata)")
-    return [str(e["recipient"]) for e in entries if isinstance(e, dict) and "recipient" in e]
+    return recipients
 
 
 def rekey_secrets(cluster: Cluster, path: Path, *, key_file: Path | None) -> Rekeyed:

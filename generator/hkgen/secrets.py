@@ -30,6 +30,7 @@ __all__ = [
     "key_for",
     "placeholder",
     "required_keys",
+    "sops_age_recipients",
     "sops_command",
 ]
 
@@ -138,6 +139,15 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     return [unique[n] for n in sorted(unique)]
 
 
+def sops_age_recipients(data: Any) -> list[str] | None:
+    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
+    sops = data.get("sops") if isinstance(data, dict) else None
+    entries = sops.get("age") if isinstance(sops, dict) else None
+    if not isinstance(entries, list):
+        return None
+    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
+
+
 def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Document) -> list[Problem]:
     """Located problems with the cluster's secrets file (without decrypting it)."""
     from .load import load_file
@@ -172,8 +182,8 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
             )
         )
     else:
-        entries = [a for a in sops.get("age") or [] if isinstance(a, dict)]
-        recipients = {str(a.get("recipient")) for a in entries}
+        listed = sops_age_recipients(data) or []
+        recipients = set(listed)
         rekey = f"run: hkgen secrets rekey {shown}"
         for i, rcpt in enumerate(cluster.age_recipients):
             if rcpt not in recipients:
@@ -183,8 +193,7 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
                     )
                 )
         # A key dropped from cluster.yaml but still able to decrypt: a departed admin's, a lost laptop's.
-        for j, entry in enumerate(entries):
-            rcpt = str(entry.get("recipient"))
+        for j, rcpt in enumerate(listed):
             if rcpt not in cluster.age_recipients:
                 problems.append(
                     doc.problem(

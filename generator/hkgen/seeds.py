@@ -280,8 +280,7 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
         if kubernetes_ip != "10.152.183.1":  # MicroK8s' certificate already holds its default
             sans.append(kubernetes_ip)
         config["extraSANs"] = sans
-    monitoring = cluster.app("monitoring")
-    if monitoring is not None and monitoring.enabled:
+    if cluster.app("monitoring") is not None:  # enabled
         # kube-proxy serves its metrics on 127.0.0.1 only (the upstream default, which MicroK8s'
         # arguments keep) while Prometheus scrapes every node's address: without this the
         # KubeProxyDown alert fires for ever. Bound to the node's LAN address, not 0.0.0.0.
