@@ -4,6 +4,7 @@ repository, no network is used (hypothesis keeps no example database on disk).""
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,18 @@ def hkgen() -> Iterator[object]:
         return Run(done.returncode, done.stdout, done.stderr)
 
     yield run
+
+
+# Values this short are searched as whole words only: a 4-hex-digit Zigbee PAN id such as "3500"
+# turns up by chance inside any checksum or ciphertext, which is no leak.
+SHORT_SECRET = 8
+
+
+def secret_in(value: str, text: str) -> bool:
+    """Whether `text` holds the secret `value` (short values only as a whole word)."""
+    if len(value) >= SHORT_SECRET:
+        return value in text
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text) is not None
 
 
 def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
