@@ -22,7 +22,7 @@ from conftest import HOME_CLUSTER, secret_in, write_secrets
 from hkgen import gitops, platform
 from hkgen.errors import RenderError
 from hkgen.pipeline import Rendering, render_cluster
-from hkgen.plan import LAYERS, Chart, Component, OutputFile, Release, freeze
+from hkgen.plan import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
 from hkgen.secrets import required_keys
 from hkgen.verify import kustomize_roots
 
@@ -134,6 +134,29 @@ def test_placeholders_name_only_keys_of_the_secrets_file(engine: str, request: p
                 used |= set(re.findall(r"\$\{([A-Z0-9_]+)\}", yaml.safe_dump(doc)))
     assert "S3_ACCESS_KEY_ID" in used
     assert used <= keys
+
+
+@pytest.mark.parametrize("engine", ["flux", "argo"])
+def test_objects_with_immutable_fields_are_recreated_not_stuck(engine: str, request: pytest.FixtureRequest) -> None:
+    # A StorageClass's parameters (replicas, backup target) and a Job's pod template cannot be
+    # updated: without the annotations one such change stalls its layer and every later one.
+    r: Rendered = request.getfixturevalue(engine)
+    recreated: dict[str, int] = {}
+    for rel, data in r.rendering.tree.items():
+        if rel.suffix != ".yaml" or rel.parts[0] not in gitops.SUBSTITUTED_FOLDERS:
+            continue
+        for doc in yaml.safe_load_all(data):
+            if not isinstance(doc, dict) or "kind" not in doc:
+                continue
+            annotations = (doc.get("metadata") or {}).get("annotations") or {}
+            carries = RECREATE_ANNOTATIONS.items() <= annotations.items()
+            if doc["kind"] in ("StorageClass", "Job"):
+                assert carries, (str(rel), doc["metadata"]["name"])
+                recreated[doc["kind"]] = recreated.get(doc["kind"], 0) + 1
+            else:
+                # Never on workloads: Argo CD would delete their pods on every change.
+                assert not any(k in annotations for k in RECREATE_ANNOTATIONS), (str(rel), doc["kind"])
+    assert recreated["StorageClass"] == 3 and recreated["Job"] >= 1, recreated
 
 
 # --- Flux -------------------------------------------------------------------------------------------

@@ -318,3 +318,25 @@ def test_cli_publish_of_an_invalid_cluster_commits_nothing(hkgen, work: Path, re
     assert run.returncode == 1
     assert "clusters/home/cluster.yaml:" in run.stdout and "$.cluster.name" in run.stdout
     assert head(work) == tip == remote_main(remote)
+
+
+def test_publish_warns_about_volume_templates_against_what_the_cluster_follows(work: Path, remote: Path,
+                                                                                hkgen) -> None:
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    path = cluster / "cluster.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("    storageGiB: 10\n    backupClass: critical\n  zigbee2mqtt:",
+                                 "    storageGiB: 16\n    backupClass: critical\n  zigbee2mqtt:", 1))
+    assert path.read_text() != text
+    # Rendered first, as usual: the tree on disk is current, the remote still has the old one.
+    assert hkgen("render", "-q", "--no-verify", str(cluster)).returncode == 0
+    dry = fast(cluster, dry_run=True)
+    (warning,) = dry.warnings
+    assert warning.file == "clusters/home/apps/home-assistant/statefulset.yaml"
+    assert "size 10Gi -> 16Gi" in warning.message and "patch pvc config-home-assistant-0" in warning.hint
+    run = hkgen("publish", "clusters/home", "--no-verify", cwd=work)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "clusters/home/apps/home-assistant/statefulset.yaml:" in run.stdout and "warning:" in run.stdout
+    assert remote_main(remote) == head(work)
+    assert fast(cluster).warnings == []  # the cluster follows the new templates now

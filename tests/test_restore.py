@@ -348,13 +348,41 @@ def _backup_line(name: str, created: str, pvc: str, state_: str = "Completed") -
     return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\n"
 
 
-def test_gate_pvc_exists_does_nothing(fake: Path) -> None:
+def test_gate_pvc_exists_restores_nothing_and_keeps_its_marker(fake: Path) -> None:
+    (fake / "objects" / "pvc").mkdir()
+    (fake / "objects" / "pvc" / f"{NS}_{PVC}").write_text("{}")
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("the first one")
+    done = _gate(fake)
+    assert done.returncode == 0, done.stderr
+    assert "Present" in _status(fake) and "marker written" not in _status(fake)
+    assert (fake / "s3" / "bucket" / MARKER).read_text() == "the first one"
+    assert not _objects(fake, "volume") and not (fake / "objects" / "pv.json").exists()
+
+
+def test_gate_pvc_exists_without_marker_writes_it(fake: Path) -> None:
+    # A volume that became critical later (or existed before the gate) has no marker: without one a
+    # rebuild would start its app empty although nightly backups of it exist.
     (fake / "objects" / "pvc").mkdir()
     (fake / "objects" / "pvc" / f"{NS}_{PVC}").write_text("{}")
     done = _gate(fake)
     assert done.returncode == 0, done.stderr
-    assert "Present" in _status(fake)
-    assert "aws " not in (fake / "calls.log").read_text()  # a running cluster does not depend on S3
+    assert (fake / "s3" / "bucket" / MARKER).is_file()
+    assert "Present" in _status(fake) and "marker written, so a rebuild restores it" in _status(fake)
+    # The next run after a rebuild takes it for a restore, not for a new volume.
+    (fake / "objects" / "pvc" / f"{NS}_{PVC}").unlink()
+    again = _gate(fake)
+    assert again.returncode != 0 and "NoBackup" in _status(fake)
+
+
+def test_gate_pvc_exists_never_fails_on_s3(fake: Path) -> None:
+    (fake / "objects" / "pvc").mkdir()
+    (fake / "objects" / "pvc" / f"{NS}_{PVC}").write_text("{}")
+    (fake / "s3-down").write_text("")
+    done = _gate(fake)
+    assert done.returncode == 0, done.stderr  # a running cluster's apps do not depend on S3
+    assert "Present" in _status(fake) and "could not be checked" in _status(fake)
+    assert "warning: cannot read s3://bucket/" in done.stdout
 
 
 def test_gate_new_volume_writes_the_marker(fake: Path) -> None:

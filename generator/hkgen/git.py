@@ -169,6 +169,11 @@ class Git:
         """True when the object store holds commit `sha`."""
         return self.run("cat-file", "-e", f"{sha}^{{commit}}", check=False)[0] == 0
 
+    def file_at(self, commit: str, path: str) -> str | None:
+        """The text of `path` (relative to the top) in `commit`, or None when it has no such file."""
+        code, text, _ = self.run("show", f"{commit}:{path}", check=False)
+        return text if code == 0 else None
+
     def commits_between(self, base: str | None, tip: str) -> list[str]:
         """One-line summaries of the commits in `tip` that `base` lacks, oldest first."""
         spec = [f"{base}..{tip}"] if base else [tip]

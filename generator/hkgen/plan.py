@@ -21,6 +21,7 @@ from .model import Cluster
 
 __all__ = [
     "LAYERS",
+    "RECREATE_ANNOTATIONS",
     "Chart",
     "Component",
     "Format",
@@ -37,6 +38,14 @@ Layer = Literal["crds", "controllers", "configs", "apps"]
 # Convergence order after any rebuild: CRDs, then controllers (operators, Longhorn), then their
 # configuration (backup targets, recurring jobs, storage classes), then the apps.
 LAYERS: tuple[Layer, ...] = ("crds", "controllers", "configs", "apps")
+
+# On an object whose changes may touch immutable fields (a StorageClass's parameters, a Job's pod
+# template), both engines delete and recreate it instead of failing: a failed apply would stall
+# its whole layer, and every layer after it, until someone deleted the object by hand.
+RECREATE_ANNOTATIONS = {
+    "kustomize.toolkit.fluxcd.io/force": "enabled",  # Flux: recreate when the apply hits an immutable field
+    "argocd.argoproj.io/sync-options": "Force=true,Replace=true",  # Argo CD: delete and create when out of sync
+}
 
 
 _LEAVES = frozenset({str, int, bool, float, type(None), PurePosixPath})

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .model import Cluster
-from .plan import Chart, Component, OutputFile, Release, freeze
+from .plan import RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
 from .secrets import placeholder
 
 __all__ = [
@@ -353,7 +353,8 @@ def _longhorn_config(cluster: Cluster) -> Component:
     return Component(
         "longhorn-config", "configs", LONGHORN_NS,
         files=(_file("recurring-jobs.yaml", "longhorn/recurring-jobs.yaml.j2", namespace=LONGHORN_NS, jobs=jobs),
-               _file("storage-classes.yaml", "longhorn/storage-classes.yaml.j2", classes=classes)),
+               _file("storage-classes.yaml", "longhorn/storage-classes.yaml.j2", classes=classes,
+                     recreate=RECREATE_ANNOTATIONS)),
         depends_on=("longhorn",),
         description="Recurring snapshots and backups and the three StorageClasses of the backup classes.",
     )

@@ -7,15 +7,18 @@ Publishing is where a mistake reaches the house, so it refuses rather than guess
 - a generated file or input that .gitignore hides (the GitOps engine would never see it);
 - an unfinished merge/rebase, a detached HEAD, or a branch that is behind or has diverged from the
   remote (fetched first). It never force-pushes.
+What the GitOps engine cannot apply by itself (a StatefulSet's volume templates, transitions.py)
+is compared with the remote's commit, the one the cluster follows, and comes back as warnings.
 Everything is checked before anything is written, so a refusal leaves the work tree as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import UsageError, WriteError
+from .errors import Problem, UsageError, WriteError
 from .git import Git, StatusEntry
 from .write import MANIFEST, Report, plan_changes, read_manifest, write_tree
 
@@ -35,6 +38,8 @@ class Published:
     commit: str | None = None
     pushed: list[str] = field(default_factory=list)  # "sha subject" of each commit sent
     notes: list[str] = field(default_factory=list)
+    # Changes the GitOps engine cannot apply by itself (transitions.py), against what it has now.
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -52,6 +57,17 @@ def _rel(path: str, folder: str) -> PurePosixPath:
 
 def _join(folder: str, rel: PurePosixPath | str) -> str:
     return str(rel) if folder == "." else f"{folder}/{rel}"
+
+
+def _transitions(git: Git, commit: str, folder: str, tree: Mapping[PurePosixPath, bytes]) -> list[Problem]:
+    """What the engine cannot apply by itself between the cluster's commit and the new tree."""
+    from .transitions import volume_template_changes
+
+    before = {}
+    for rel, data in tree.items():
+        if b"kind: StatefulSet" in data and (text := git.file_at(commit, _join(folder, rel))) is not None:
+            before[rel] = text.encode("utf-8")
+    return volume_template_changes(before, tree, folder)
 
 
 def _drift(entries: list[StatusEntry], folder: str, produced: set[PurePosixPath]) -> list[str]:
@@ -138,6 +154,8 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     head = git.head()
     remote_sha = _check_remote(git, remote, target, head)
     result = Published(folder, remote, target, report, dry_run, notes=notes)
+    if remote_sha is not None:
+        result.warnings = _transitions(git, remote_sha, folder, rendering.tree)
 
     if dry_run:
         changed = {e.path for e in entries if _inside(e.path, folder)}

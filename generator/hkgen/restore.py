@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem
 from .model import Cluster
-from .plan import Component, OutputFile, freeze
+from .plan import RECREATE_ANNOTATIONS, Component, OutputFile, freeze
 from .secrets import placeholder
 
 __all__ = [
@@ -279,7 +279,7 @@ def _gate(cluster: Cluster) -> Component | None:
         _file("script.yaml", "restore/script.yaml.j2", namespaces=namespaces),
         _file("jobs.yaml", "restore/jobs.yaml.j2", jobs=jobs, s3=_s3_env(cluster), ttl=GATE_TTL_SECONDS,
               backoff=GATE_BACKOFF_LIMIT, kubectl=_image(cluster, "kubectl"), aws=_image(cluster, "aws-cli"),
-              **common),
+              recreate=RECREATE_ANNOTATIONS, **common),
     )
     return Component(
         "restore-gate", "configs", LONGHORN_NS, files=files, depends_on=("longhorn-config",),

@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
                      verify=not args.no_verify)
     for note in result.notes:
         err(f"hkgen: note: {note}")
+    for problem in result.warnings:
+        out(problem.format())
     where = f"{result.remote}/{result.branch}"
     if result.nothing_to_do:
         err(f"{result.cluster_dir}: nothing to publish; {where} already has it as rendered")

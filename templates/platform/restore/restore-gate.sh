@@ -4,7 +4,10 @@
 # app may start.
 #
 # Volume (GATE_KIND=volume):
-#   the PVC exists                         -> nothing to do (a running cluster)
+#   the PVC exists                         -> nothing to restore (a running cluster); its marker is
+#                                             written if missing (a volume made critical later, or
+#                                             from before the gate), so a rebuild restores it. S3
+#                                             trouble never stops a running cluster's apps here
 #   the marker object is absent in S3      -> the volume never existed: write the marker; the app
 #                                             creates an empty volume
 #   the marker is present (cluster rebuilt) -> restore the newest Longhorn backup of this PVC into a
@@ -234,6 +237,19 @@ gate_volume() {
   found=$(kubectl -n "$NAMESPACE" get persistentvolumeclaim "$PVC" --ignore-not-found -o name) ||
     fail ApiError "cannot read PVC $PVC from the Kubernetes API"
   if [ -n "$found" ]; then
+    # Without its marker a rebuild would take this volume for a new one and start the app empty
+    # although backups of it exist: make sure the marker is there.
+    if ! keys=$(s3_keys "$MARKER"); then
+      log "warning: cannot read s3://$BUCKET/$MARKER; the next run checks again"
+      done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be checked: S3 unreachable)"
+    fi
+    if ! printf '%s\n' "$keys" | grep -F -x -q "$MARKER"; then
+      if ! write_marker; then
+        log "warning: cannot write s3://$BUCKET/$MARKER; the next run tries again"
+        done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be written: S3 unreachable)"
+      fi
+      done_ok Present "PVC $PVC exists; nothing to restore; marker written, so a rebuild restores it"
+    fi
     done_ok Present "PVC $PVC exists; nothing to restore"
   fi
   keys=$(s3_keys "$MARKER") ||

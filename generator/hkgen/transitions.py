@@ -1,0 +1,142 @@
+"""Changes between two rendered trees that the GitOps engine cannot apply by itself.
+
+Kubernetes refuses every update of a StatefulSet's `volumeClaimTemplates`. A new size or backup
+class (storage class) of an app's volume therefore makes the engine's apply of the apps layer fail
+until the old StatefulSet is deleted, and the existing claims keep their size and their Longhorn
+volume its recurring-job group either way. `render` compares the tree on disk with the new one and
+`publish` the commit the cluster follows with the new one; for each such change this module says
+what changes and gives the commands that carry it out (grow the claims, move the volume to its new
+job group, delete the StatefulSet without its pods so the engine recreates it).
+
+Objects whose changes the engines can recreate safely (StorageClasses, gate Jobs) carry
+`plan.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
+change), hence the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from .errors import Problem
+from .load import load_generated_all
+from .platform import LONGHORN_NS, STORAGE_CLASSES
+
+__all__ = ["VolumeTemplate", "statefulset_volumes", "volume_template_changes"]
+
+_GROUP_LABEL = "recurring-job-group.longhorn.io/"
+_VCT_LINE = re.compile(r"^( *)volumeClaimTemplates:", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class VolumeTemplate:
+    """One volume template of a rendered StatefulSet and where it is."""
+
+    namespace: str
+    statefulset: str
+    replicas: int
+    index: int  # position in spec.volumeClaimTemplates
+    name: str
+    size: str
+    storage_class: str
+    line: int  # of `volumeClaimTemplates:` in the file, 1-based
+    col: int
+
+    def claims(self) -> list[str]:
+        """The claims the StatefulSet made from this template, one per replica."""
+        return [f"{self.name}-{self.statefulset}-{i}" for i in range(self.replicas)]
+
+
+def statefulset_volumes(text: bytes) -> dict[tuple[str, str, str], VolumeTemplate]:
+    """The volume templates of every StatefulSet in a rendered YAML file, by (namespace, StatefulSet,
+    template); empty for a file without StatefulSets (cheap: no parsing then).
+    """
+    if b"kind: StatefulSet" not in text:
+        return {}
+    decoded = text.decode("utf-8")
+    # Document n starts after the n-th `---` line; positions are looked up per document.
+    starts = [0] + [m.end() for m in re.finditer(r"^---[ \t]*$", decoded, re.MULTILINE)]
+    found: dict[tuple[str, str, str], VolumeTemplate] = {}
+    for doc, start in zip(load_generated_all(decoded), starts, strict=False):
+        if not isinstance(doc, dict) or doc.get("kind") != "StatefulSet":
+            continue
+        spec: dict[str, Any] = doc.get("spec") or {}
+        meta: dict[str, Any] = doc.get("metadata") or {}
+        at = _VCT_LINE.search(decoded, start)
+        line = decoded.count("\n", 0, at.start()) + 1 if at else 0
+        col = len(at.group(1)) + 1 if at else 0
+        for index, template in enumerate(spec.get("volumeClaimTemplates") or ()):
+            tspec = template.get("spec") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")), str(template["metadata"]["name"]))
+            found[key] = VolumeTemplate(
+                key[0], key[1], int(spec.get("replicas", 1)), index, key[2],
+                str(((tspec.get("resources") or {}).get("requests") or {}).get("storage", "")),
+                str(tspec.get("storageClassName", "")), line, col)
+    return found
+
+
+def volume_template_changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes],
+                            label: str) -> list[Problem]:
+    """A warning per StatefulSet volume template whose size or storage class differs between the
+    files `before` and `after` (paths relative to the cluster folder `label`).
+    """
+    old: dict[tuple[str, str, str], VolumeTemplate] = {}
+    for data in before.values():
+        old.update(statefulset_volumes(data))
+    if not old:
+        return []
+    problems = []
+    for rel, data in sorted(after.items()):
+        for key, new in statefulset_volumes(data).items():
+            previous = old.get(key)
+            if previous is None or (previous.size, previous.storage_class) == (new.size, new.storage_class):
+                continue
+            problems.append(_problem(f"{label}/{rel}", previous, new))
+    return problems
+
+
+def _problem(file: str, old: VolumeTemplate, new: VolumeTemplate) -> Problem:
+    ns, sts = new.namespace, new.statefulset
+    changes, commands = [], []
+    if old.size != new.size:
+        grows = _bytes(new.size) > _bytes(old.size)
+        changes.append(f"size {old.size} -> {new.size}" + ("" if grows else " (a volume cannot shrink: "
+                                                                           "the claims keep their size)"))
+        if grows:
+            patch = json.dumps({"spec": {"resources": {"requests": {"storage": new.size}}}}, separators=(",", ":"))
+            commands += [f"kubectl -n {ns} patch pvc {claim} -p '{patch}'" for claim in new.claims()]
+    if old.storage_class != new.storage_class:
+        changes.append(f"storage class {old.storage_class} -> {new.storage_class}")
+        groups = {name: group for group, name in STORAGE_CLASSES.items()}
+        if old.storage_class in groups and new.storage_class in groups:
+            move = (f"{_GROUP_LABEL}{groups[old.storage_class]}- {_GROUP_LABEL}{groups[new.storage_class]}=enabled")
+            commands += [
+                f"kubectl -n {LONGHORN_NS} label volumes.longhorn.io "
+                f"\"$(kubectl -n {ns} get pvc {claim} -o jsonpath='{{.spec.volumeName}}')\" {move}"
+                for claim in new.claims()
+            ]
+    commands.append(f"kubectl -n {ns} delete statefulset {sts} --cascade=orphan")
+    return Problem(
+        file, new.line, new.col, f"$.spec.volumeClaimTemplates[{new.index}]",
+        f"StatefulSet {ns}/{sts}: volume {new.name!r} changes ({'; '.join(changes)}); Kubernetes cannot "
+        "update a StatefulSet's volume templates, so applying the apps layer fails until the old "
+        "StatefulSet is gone",
+        hint="once this is published, run: " + " && ".join(commands) + " (the pods keep running; the "
+             "GitOps engine then recreates the StatefulSet; see docs/operations.md, 'Change an app')",
+        severity="warning",
+    )
+
+
+_UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str) -> float:
+    """A Kubernetes storage quantity ("10Gi", "500M") in bytes; unknown forms compare as 0."""
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity)
+    if not match or match.group(2) not in _UNITS:
+        return 0.0
+    return float(match.group(1)) * _UNITS[match.group(2)]

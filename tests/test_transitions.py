@@ -1,0 +1,126 @@
+"""Changes the GitOps engine cannot apply by itself (transitions.py): a StatefulSet's volume
+templates. `render` compares with the tree on disk, `publish` with the commit the cluster follows;
+both print a located warning with the commands that carry the change out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import HOME_CLUSTER
+from hkgen.transitions import statefulset_volumes, volume_template_changes
+
+STS = PurePosixPath("apps/home-assistant/statefulset.yaml")
+_BASE = (HOME_CLUSTER / STS).read_bytes()
+
+
+def _tree() -> dict[PurePosixPath, bytes]:
+    return {PurePosixPath(p.relative_to(HOME_CLUSTER).as_posix()): p.read_bytes()
+            for p in HOME_CLUSTER.rglob("*.yaml")}
+
+
+def _edit(data: bytes, old: str, new: str) -> bytes:
+    text = data.decode()
+    assert old in text, old
+    return text.replace(old, new).encode()
+
+
+def test_every_rendered_statefulset_volume_is_found_with_its_position() -> None:
+    found = {}
+    for rel, data in _tree().items():
+        for key, vt in statefulset_volumes(data).items():
+            found[key] = vt
+            line = data.decode().splitlines()[vt.line - 1]
+            assert line == " " * (vt.col - 1) + "volumeClaimTemplates:", (rel, line)
+            doc = next(d for d in yaml.safe_load_all(data) if d and d.get("kind") == "StatefulSet"
+                       and d["metadata"]["name"] == vt.statefulset)
+            template = doc["spec"]["volumeClaimTemplates"][vt.index]
+            assert template["spec"]["resources"]["requests"]["storage"] == vt.size
+            assert template["spec"]["storageClassName"] == vt.storage_class
+    assert ("home-automation", "home-assistant", "config") in found
+    assert found[("home-automation", "home-assistant", "config")].claims() == ["config-home-assistant-0"]
+    # One per Zigbee network, each its own StatefulSet.
+    assert len([k for k in found if k[1].startswith("zigbee2mqtt-")]) == 3
+
+
+def test_an_unchanged_tree_gives_nothing() -> None:
+    tree = _tree()
+    assert volume_template_changes(tree, tree, "clusters/home") == []
+
+
+def test_growing_a_volume_names_the_claim_to_patch_then_the_orphan_delete() -> None:
+    old = _tree()[STS]
+    new = _edit(old, "storage: 10Gi", "storage: 20Gi")
+    (problem,) = volume_template_changes({STS: old}, {STS: new}, "clusters/home")
+    assert problem.severity == "warning"
+    assert problem.file == f"clusters/home/{STS}" and problem.path == "$.spec.volumeClaimTemplates[0]"
+    assert "size 10Gi -> 20Gi" in problem.message
+    commands = problem.hint.removeprefix("once this is published, run: ").split(" (the pods keep")[0].split(" && ")
+    assert commands == [
+        "kubectl -n home-automation patch pvc config-home-assistant-0 -p "
+        """'{"spec":{"resources":{"requests":{"storage":"20Gi"}}}}'""",
+        "kubectl -n home-automation delete statefulset home-assistant --cascade=orphan",
+    ]
+
+
+def test_a_new_backup_class_moves_the_volume_to_its_job_group() -> None:
+    old = _tree()[STS]
+    new = _edit(old, "storageClassName: longhorn-critical", "storageClassName: longhorn-local")
+    (problem,) = volume_template_changes({STS: old}, {STS: new}, "c")
+    assert "storage class longhorn-critical -> longhorn-local" in problem.message
+    assert ("recurring-job-group.longhorn.io/critical- recurring-job-group.longhorn.io/local=enabled"
+            in problem.hint)
+    assert "get pvc config-home-assistant-0 -o jsonpath='{.spec.volumeName}'" in problem.hint
+
+
+def test_a_smaller_size_is_explained_not_patched() -> None:
+    old = _tree()[STS]
+    new = _edit(old, "storage: 10Gi", "storage: 5Gi")
+    (problem,) = volume_template_changes({STS: old}, {STS: new}, "c")
+    assert "cannot shrink" in problem.message and "patch pvc" not in problem.hint
+    assert "delete statefulset home-assistant --cascade=orphan" in problem.hint
+
+
+def test_new_and_removed_statefulsets_are_no_transition() -> None:
+    old = _tree()[STS]
+    renamed = _edit(old, "name: home-assistant\n  namespace", "name: home-assistant-2\n  namespace")
+    assert volume_template_changes({STS: old}, {STS: _edit(renamed, "storage: 10Gi", "storage: 20Gi")}, "c") == []
+    assert volume_template_changes({STS: old}, {}, "c") == []
+
+
+@given(st.integers(1, 4096), st.integers(1, 4096), st.sampled_from(["critical", "local", "none"]),
+       st.sampled_from(["critical", "local", "none"]))
+def test_warning_exactly_when_size_or_class_differ(a: int, b: int, ca: str, cb: str) -> None:
+    old = _edit(_edit(_BASE, "storage: 10Gi", f"storage: {a}Gi"), "storageClassName: longhorn-critical",
+                f"storageClassName: longhorn-{ca}")
+    new = _edit(_edit(_BASE, "storage: 10Gi", f"storage: {b}Gi"), "storageClassName: longhorn-critical",
+                f"storageClassName: longhorn-{cb}")
+    problems = volume_template_changes({STS: old}, {STS: new}, "c")
+    assert len(problems) == int((a, ca) != (b, cb))
+    if problems:
+        hint = problems[0].hint
+        assert ("patch pvc" in hint) == (b > a)
+        assert ("recurring-job-group" in hint) == (ca != cb)
+        assert hint.count("--cascade=orphan") == 1
+
+
+
+def test_cli_render_prints_the_commands_once(home_copy: Path, hkgen) -> None:
+    first = hkgen("render", "-q", str(home_copy))
+    assert first.returncode == 0, first.stdout + first.stderr
+    cluster = home_copy / "cluster.yaml"
+    text = cluster.read_text()
+    cluster.write_text(re.sub(r"(  home-assistant:\n(?:    .*\n)*?    storageGiB:) 10", r"\1 12", text, count=1))
+    second = hkgen("render", "-q", str(home_copy))
+    assert second.returncode == 0, second.stdout + second.stderr
+    (line,) = [ln for ln in second.stdout.splitlines() if "volumeClaimTemplates" in ln]
+    assert re.match(rf"{re.escape(str(home_copy))}/apps/home-assistant/statefulset.yaml:\d+:3: "
+                    r"\$\.spec\.volumeClaimTemplates\[0\]: warning: StatefulSet home-automation/home-assistant: "
+                    r"volume 'config' changes \(size 10Gi -> 12Gi\)", line), line
+    assert "patch pvc config-home-assistant-0" in line and "Traceback" not in second.stderr
+    third = hkgen("render", "-q", str(home_copy))
+    assert third.returncode == 0 and "volumeClaimTemplates" not in third.stdout  # the tree on disk has it now
