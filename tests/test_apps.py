@@ -697,6 +697,10 @@ def test_prometheus_values_fit_microk8s_and_a_pi(reference: Rendered) -> None:
     assert claim["storageClassName"] == "longhorn-local" and claim["resources"]["requests"]["storage"] == "10Gi"
     assert spec["thanos"]["objectStorageConfig"]["existingSecret"] == {"name": "thanos-objstore", "key": "objstore.yml"}
     assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+    # The operator's default grace (600 s) would hold a dead node's Prometheus volume for ten
+    # minutes; the figure `hkgen plan` uses is the one rendered.
+    (prom,) = [w for w in all_workloads(reference.cluster) if w.name == "prometheus"]
+    assert spec["terminationGracePeriodSeconds"] == prom.termination_grace_seconds == 120
     thanos = reference.values("monitoring", "thanos")
     assert thanos["objstoreConfig"] == {"create": False, "name": "thanos-objstore", "key": "objstore.yml"}
     assert thanos["additionalEndpoints"] == [
