@@ -320,21 +320,24 @@ def test_cli_publish_of_an_invalid_cluster_commits_nothing(hkgen, work: Path, re
     assert head(work) == tip == remote_main(remote)
 
 
-def test_publish_warns_about_volume_templates_against_what_the_cluster_follows(work: Path, remote: Path,
+def test_publish_warns_about_what_the_engine_cannot_apply_against_what_the_cluster_follows(work: Path, remote: Path,
                                                                                 hkgen) -> None:
     cluster = work / "clusters" / "home"
     fast(cluster)
     path = cluster / "cluster.yaml"
     text = path.read_text()
-    path.write_text(text.replace("    storageGiB: 10\n    backupClass: critical\n  zigbee2mqtt:",
-                                 "    storageGiB: 16\n    backupClass: critical\n  zigbee2mqtt:", 1))
-    assert path.read_text() != text
+    edited = text.replace("    storageGiB: 10\n    backupClass: critical\n  zigbee2mqtt:",
+                          "    storageGiB: 16\n    backupClass: critical\n  zigbee2mqtt:", 1)
+    path.write_text(edited.replace("    replicas: 3\n    reservedPercent", "    replicas: 2\n    reservedPercent", 1))
+    assert edited != text and path.read_text() != edited
     # Rendered first, as usual: the tree on disk is current, the remote still has the old one.
     assert hkgen("render", "-q", "--no-verify", str(cluster)).returncode == 0
     dry = fast(cluster, dry_run=True)
-    (warning,) = dry.warnings
-    assert warning.file == "clusters/home/apps/home-assistant/statefulset.yaml"
-    assert "size 10Gi -> 16Gi" in warning.message and "patch pvc config-home-assistant-0" in warning.hint
+    volume, replicas = dry.warnings
+    assert volume.file == "clusters/home/apps/home-assistant/statefulset.yaml"
+    assert "size 10Gi -> 16Gi" in volume.message and "patch pvc config-home-assistant-0" in volume.hint
+    assert replicas.file == "clusters/home/platform/configs/longhorn-config/storage-classes.yaml"
+    assert "(3 -> 2)" in replicas.message
     run = hkgen("publish", "clusters/home", "--no-verify", cwd=work)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "clusters/home/apps/home-assistant/statefulset.yaml:" in run.stdout and "warning:" in run.stdout

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import HOME_CLUSTER
-from hkgen.transitions import statefulset_volumes, volume_template_changes
+from hkgen.transitions import changes, concerns, statefulset_volumes, volume_template_changes
 
 STS = PurePosixPath("apps/home-assistant/statefulset.yaml")
+SC = PurePosixPath("platform/configs/longhorn-config/storage-classes.yaml")
 _BASE = (HOME_CLUSTER / STS).read_bytes()
 
 
@@ -49,7 +50,20 @@ def test_every_rendered_statefulset_volume_is_found_with_its_position() -> None:
 
 def test_an_unchanged_tree_gives_nothing() -> None:
     tree = _tree()
-    assert volume_template_changes(tree, tree, "clusters/home") == []
+    assert changes(tree, tree, "clusters/home") == []
+    assert {rel for rel, data in tree.items() if concerns(data)} >= {STS, SC}
+
+
+def test_a_new_replica_count_says_how_existing_volumes_follow() -> None:
+    old = _tree()[SC]
+    new = old.replace(b"numberOfReplicas: '3'", b"numberOfReplicas: '2'")
+    (problem,) = changes({SC: old}, {SC: new}, "clusters/home")  # one warning, not one per class
+    assert (problem.file, problem.path, problem.severity) == (f"clusters/home/{SC}", "$.parameters.numberOfReplicas",
+                                                              "warning")
+    assert new.decode().splitlines()[problem.line - 1] == " " * (problem.col - 1) + "numberOfReplicas: '2'"
+    assert "(3 -> 2)" in problem.message and "existing volumes keep theirs" in problem.message
+    assert """patch {} --type merge -p '{"spec":{"numberOfReplicas":2}}'""" in problem.hint
+    assert changes({SC: old}, {SC: old.replace(b"fsType: ext4", b"fsType: xfs")}, "c") == []
 
 
 def test_growing_a_volume_names_the_claim_to_patch_then_the_orphan_delete() -> None:

@@ -61,13 +61,13 @@ def _join(folder: str, rel: PurePosixPath | str) -> str:
 
 def _transitions(git: Git, commit: str, folder: str, tree: Mapping[PurePosixPath, bytes]) -> list[Problem]:
     """What the engine cannot apply by itself between the cluster's commit and the new tree."""
-    from .transitions import volume_template_changes
+    from .transitions import changes, concerns
 
     before = {}
     for rel, data in tree.items():
-        if b"kind: StatefulSet" in data and (text := git.file_at(commit, _join(folder, rel))) is not None:
+        if concerns(data) and (text := git.file_at(commit, _join(folder, rel))) is not None:
             before[rel] = text.encode("utf-8")
-    return volume_template_changes(before, tree, folder)
+    return changes(before, tree, folder)
 
 
 def _drift(entries: list[StatusEntry], folder: str, produced: set[PurePosixPath]) -> list[str]:

@@ -1,12 +1,14 @@
 """Changes between two rendered trees that the GitOps engine cannot apply by itself.
 
-Kubernetes refuses every update of a StatefulSet's `volumeClaimTemplates`. A new size or backup
+- Kubernetes refuses every update of a StatefulSet's `volumeClaimTemplates`. A new size or backup
 class (storage class) of an app's volume therefore makes the engine's apply of the apps layer fail
 until the old StatefulSet is deleted, and the existing claims keep their size and their Longhorn
 volume its recurring-job group either way. `render` compares the tree on disk with the new one and
 `publish` the commit the cluster follows with the new one; for each such change this module says
 what changes and gives the commands that carry it out (grow the claims, move the volume to its new
 job group, delete the StatefulSet without its pods so the engine recreates it).
+- Longhorn's replica count is a StorageClass parameter, read when a volume is created: the
+  classes are recreated with the new count, existing volumes keep theirs until they are patched.
 
 Objects whose changes the engines can recreate safely (StorageClasses, gate Jobs) carry
 `plan.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,10 +28,26 @@ from .errors import Problem
 from .load import load_generated_all
 from .platform import LONGHORN_NS, STORAGE_CLASSES
 
-__all__ = ["VolumeTemplate", "statefulset_volumes", "volume_template_changes"]
+__all__ = ["VolumeTemplate", "changes", "concerns", "statefulset_volumes", "volume_template_changes"]
 
 _GROUP_LABEL = "recurring-job-group.longhorn.io/"
 _VCT_LINE = re.compile(r"^( *)volumeClaimTemplates:", re.MULTILINE)
+_REPLICAS_LINE = re.compile(r"^( *)numberOfReplicas:", re.MULTILINE)
+
+
+_KINDS = (b"kind: StatefulSet", b"kind: StorageClass")
+
+
+def concerns(data: bytes) -> bool:
+    """Whether a rendered file holds objects this module compares (others need not be read)."""
+    return any(kind in data for kind in _KINDS)
+
+
+def changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes], label: str) -> list[Problem]:
+    """Every change between the files `before` and `after` (paths relative to the cluster folder
+    `label`) that needs commands run by hand once it is published, as located warnings.
+    """
+    return volume_template_changes(before, after, label) + replica_changes(before, after, label)
 
 
 @dataclass(frozen=True)
@@ -55,20 +73,10 @@ def statefulset_volumes(text: bytes) -> dict[tuple[str, str, str], VolumeTemplat
     """The volume templates of every StatefulSet in a rendered YAML file, by (namespace, StatefulSet,
     template); empty for a file without StatefulSets (cheap: no parsing then).
     """
-    if b"kind: StatefulSet" not in text:
-        return {}
-    decoded = text.decode("utf-8")
-    # Document n starts after the n-th `---` line; positions are looked up per document.
-    starts = [0] + [m.end() for m in re.finditer(r"^---[ \t]*$", decoded, re.MULTILINE)]
     found: dict[tuple[str, str, str], VolumeTemplate] = {}
-    for doc, start in zip(load_generated_all(decoded), starts, strict=False):
-        if not isinstance(doc, dict) or doc.get("kind") != "StatefulSet":
-            continue
+    for doc, line, col in _documents(text, "StatefulSet", _VCT_LINE):
         spec: dict[str, Any] = doc.get("spec") or {}
         meta: dict[str, Any] = doc.get("metadata") or {}
-        at = _VCT_LINE.search(decoded, start)
-        line = decoded.count("\n", 0, at.start()) + 1 if at else 0
-        col = len(at.group(1)) + 1 if at else 0
         for index, template in enumerate(spec.get("volumeClaimTemplates") or ()):
             tspec = template.get("spec") or {}
             key = (str(meta.get("namespace", "")), str(meta.get("name", "")), str(template["metadata"]["name"]))
@@ -140,3 +148,49 @@ def _bytes(quantity: str) -> float:
     if not match or match.group(2) not in _UNITS:
         return 0.0
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def replica_changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes],
+                    label: str) -> list[Problem]:
+    """One warning when the storage classes' replica count differs: existing volumes keep theirs."""
+    old = {n: r for data in before.values() for n, (r, _, _) in _class_replicas(data).items()}
+    for rel, data in sorted(after.items()):
+        for name, (replicas, line, col) in _class_replicas(data).items():
+            if name in old and old[name] != replicas:
+                patch = json.dumps({"spec": {"numberOfReplicas": int(replicas)}}, separators=(",", ":"))
+                return [Problem(
+                    f"{label}/{rel}", line, col, "$.parameters.numberOfReplicas",
+                    f"Longhorn replicas per volume change ({old[name]} -> {replicas}); the storage classes "
+                    "are recreated with the new count, but existing volumes keep theirs",
+                    hint="once this is published, give every existing volume the new count: kubectl -n "
+                         f"{LONGHORN_NS} get volumes.longhorn.io -o name | xargs -I{{}} kubectl -n {LONGHORN_NS} "
+                         f"patch {{}} --type merge -p '{patch}' (Longhorn adds or removes replicas online)",
+                    severity="warning",
+                )]
+    return []
+
+
+def _class_replicas(text: bytes) -> dict[str, tuple[str, int, int]]:
+    """Longhorn StorageClasses of a rendered file: name -> (numberOfReplicas, line, col)."""
+    found = {}
+    for doc, line, col in _documents(text, "StorageClass", _REPLICAS_LINE):
+        replicas = (doc.get("parameters") or {}).get("numberOfReplicas")
+        if replicas is not None:
+            found[str(doc["metadata"]["name"])] = (str(replicas), line, col)
+    return found
+
+
+def _documents(text: bytes, kind: str, anchor: re.Pattern[str]) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """The documents of `kind` in a rendered YAML file, each with the line and column of the first
+    match of `anchor` in it (0, 0 without one). Files without that kind are not parsed.
+    """
+    if f"kind: {kind}".encode() not in text:
+        return
+    decoded = text.decode("utf-8")
+    # Document n starts after the n-th `---` line.
+    starts = [0] + [m.end() for m in re.finditer(r"^---[ \t]*$", decoded, re.MULTILINE)]
+    ends = [*starts[1:], len(decoded)]
+    for doc, start, end in zip(load_generated_all(decoded), starts, ends, strict=False):
+        if isinstance(doc, dict) and doc.get("kind") == kind:
+            at = anchor.search(decoded, start, end)
+            yield doc, (decoded.count("\n", 0, at.start()) + 1 if at else 0), (len(at.group(1)) + 1 if at else 0)

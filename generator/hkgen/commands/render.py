@@ -39,7 +39,7 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 def run(args: argparse.Namespace) -> int:
     """Render each cluster; with --check compare instead of writing."""
     from ..pipeline import render_cluster
-    from ..transitions import volume_template_changes
+    from ..transitions import changes
     from ..write import check_tree, diff_text, write_tree
 
     status = 0
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(diff_text(report, label))
         # Printed even with --quiet: each needs commands run by hand once the change is published.
         before = {c.path: c.old for c in report.changes if c.action == "changed" and c.old is not None}
-        for problem in volume_template_changes(before, rendering.tree, label):
+        for problem in changes(before, rendering.tree, label):
             out(problem.format())
         if not args.quiet:
             for action in ("created", "changed", "removed"):
