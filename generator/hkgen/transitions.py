@@ -154,6 +154,8 @@ def replica_changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePo
                     label: str) -> list[Problem]:
     """One warning when the storage classes' replica count differs: existing volumes keep theirs."""
     old = {n: r for data in before.values() for n, (r, _, _) in _class_replicas(data).items()}
+    if not old:
+        return []
     for rel, data in sorted(after.items()):
         for name, (replicas, line, col) in _class_replicas(data).items():
             if name in old and old[name] != replicas:
