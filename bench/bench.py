@@ -213,7 +213,10 @@ def main() -> int:
         for name in ("cluster.yaml", "secrets.sops.yaml"):
             shutil.copy2(REPO / "clusters/home" / name, ref / name)
         run([*HKGEN, "validate", "-q", str(ref)])  # compiles and caches the bytecode
-        t_validate_ref, _, _ = median_run([*HKGEN, "validate", "-q", str(ref)], max(repeat, 5))
+        # A quarter of a second each: 11 runs cost little and keep one busy moment of a shared
+        # machine out of the median.
+        validate_runs = repeat if args.quick else max(repeat, 11)
+        t_validate_ref, _, _ = median_run([*HKGEN, "validate", "-q", str(ref)], validate_runs)
         for nodes, apps in sizes:
             cdir = synthetic(nodes, apps, work)
             t_validate, rss_v, _ = median_run([*HKGEN, "validate", "-q", str(cdir)], repeat)
@@ -245,7 +248,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
     )
     print(
-        f"validate clusters/home (interpreter start included, bytecode cached): {t_validate_ref:.3f} s "
+        f"validate clusters/home (interpreter start included, bytecode cached, median of {validate_runs}): "
+        f"{t_validate_ref:.3f} s "
         f"[target <= {TARGETS['validate_ref_s']} s] {'OK' if t_validate_ref <= TARGETS['validate_ref_s'] else 'MISSED'}"
     )
     header = (
