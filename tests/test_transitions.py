@@ -99,11 +99,12 @@ def test_a_smaller_size_is_explained_not_patched() -> None:
     assert "delete statefulset home-assistant --cascade=orphan" in problem.hint
 
 
-def test_new_and_removed_statefulsets_are_no_transition() -> None:
+def test_a_renamed_statefulset_is_a_removal_not_a_template_change() -> None:
     old = _tree()[STS]
     renamed = _edit(old, "name: home-assistant\n  namespace", "name: home-assistant-2\n  namespace")
-    assert volume_template_changes({STS: old}, {STS: _edit(renamed, "storage: 10Gi", "storage: 20Gi")}, "c") == []
-    assert volume_template_changes({STS: old}, {}, "c") == []
+    (problem,) = volume_template_changes({STS: old}, {STS: _edit(renamed, "storage: 10Gi", "storage: 20Gi")}, "c")
+    assert "home-automation/home-assistant is removed" in problem.message and "Zigbee" not in problem.hint
+    assert [p.message for p in volume_template_changes({STS: old}, {}, "c")] == [problem.message]
 
 
 @given(st.integers(1, 4096), st.integers(1, 4096), st.sampled_from(["critical", "local", "none"]),
@@ -138,3 +139,25 @@ def test_cli_render_prints_the_commands_once(home_copy: Path, hkgen) -> None:
     assert "patch pvc config-home-assistant-0" in line and "Traceback" not in second.stderr
     third = hkgen("render", "-q", str(home_copy))
     assert third.returncode == 0 and "volumeClaimTemplates" not in third.stdout  # the tree on disk has it now
+
+
+def test_a_removed_statefulset_says_where_its_data_stays() -> None:
+    tree = _tree()
+    garden = PurePosixPath("apps/zigbee2mqtt/statefulset-garden.yaml")
+    after = {rel: data for rel, data in tree.items() if rel != garden}
+    (problem,) = changes(tree, after, "clusters/home")
+    assert problem.file == f"clusters/home/{garden}" and problem.severity == "warning"
+    assert "StatefulSet home-automation/zigbee2mqtt-garden is removed" in problem.message
+    assert "data-zigbee2mqtt-garden-0" in problem.message
+    assert "if this is a rename" in problem.hint and "pairing every device again" in problem.hint
+    assert problem.hint.endswith("kubectl -n home-automation delete pvc data-zigbee2mqtt-garden-0")
+    # Moved to another file is no removal.
+    moved = {**after, PurePosixPath("apps/zigbee2mqtt/moved.yaml"): tree[garden]}
+    assert changes(tree, moved, "c") == []
+
+
+def test_only_yaml_files_are_compared() -> None:
+    text = b"# notes\n\nkind: StatefulSet {{ not yaml: [\n"
+    readme = PurePosixPath("README.md")
+    assert changes({readme: text}, {}, "c") == []
+    assert changes({PurePosixPath("x.yaml"): text}, {}, "c") == []  # unparsable: nothing to compare

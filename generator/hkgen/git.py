@@ -169,6 +169,15 @@ class Git:
         """True when the object store holds commit `sha`."""
         return self.run("cat-file", "-e", f"{sha}^{{commit}}", check=False)[0] == 0
 
+    def files_containing(self, commit: str, folder: str, needles: tuple[str, ...]) -> list[str]:
+        """Paths (relative to the top) below `folder` in `commit` whose text holds any of `needles`."""
+        args = [a for needle in needles for a in ("-e", needle)]
+        code, out, err = self.run("grep", "-l", "-F", *args, commit, "--", folder, check=False)
+        if code not in (0, 1):  # 1: no match
+            raise ToolError(f"`git grep` failed: {err.strip()}")
+        # Each line is "<commit>:<path>".
+        return [line.split(":", 1)[1] for line in out.splitlines() if ":" in line]
+
     def file_at(self, commit: str, path: str) -> str | None:
         """The text of `path` (relative to the top) in `commit`, or None when it has no such file."""
         code, text, _ = self.run("show", f"{commit}:{path}", check=False)

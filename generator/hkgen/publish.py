@@ -61,11 +61,13 @@ def _join(folder: str, rel: PurePosixPath | str) -> str:
 
 def _transitions(git: Git, commit: str, folder: str, tree: Mapping[PurePosixPath, bytes]) -> list[Problem]:
     """What the engine cannot apply by itself between the cluster's commit and the new tree."""
-    from .transitions import changes, concerns
+    from .transitions import KINDS, changes
 
     before = {}
-    for rel, data in tree.items():
-        if concerns(data) and (text := git.file_at(commit, _join(folder, rel))) is not None:
+    for path in git.files_containing(commit, folder, KINDS):
+        text = git.file_at(commit, path)
+        rel = PurePosixPath(path).relative_to(folder) if folder != "." else PurePosixPath(path)
+        if text is not None:
             before[rel] = text.encode("utf-8")
     return changes(before, tree, folder)
 

@@ -28,25 +28,28 @@ from .errors import Problem
 from .load import load_generated_all
 from .platform import LONGHORN_NS, STORAGE_CLASSES
 
-__all__ = ["VolumeTemplate", "changes", "concerns", "statefulset_volumes", "volume_template_changes"]
+__all__ = ["KINDS", "VolumeTemplate", "changes", "concerns", "statefulset_volumes", "volume_template_changes"]
 
 _GROUP_LABEL = "recurring-job-group.longhorn.io/"
 _VCT_LINE = re.compile(r"^( *)volumeClaimTemplates:", re.MULTILINE)
 _REPLICAS_LINE = re.compile(r"^( *)numberOfReplicas:", re.MULTILINE)
 
 
-_KINDS = (b"kind: StatefulSet", b"kind: StorageClass")
+# The objects compared here; a file without any of these lines need not be read.
+KINDS = ("kind: StatefulSet", "kind: StorageClass")
 
 
 def concerns(data: bytes) -> bool:
     """Whether a rendered file holds objects this module compares (others need not be read)."""
-    return any(kind in data for kind in _KINDS)
+    return any(kind.encode() in data for kind in KINDS)
 
 
 def changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes], label: str) -> list[Problem]:
     """Every change between the files `before` and `after` (paths relative to the cluster folder
     `label`) that needs commands run by hand once it is published, as located warnings.
     """
+    before = {rel: data for rel, data in before.items() if rel.suffix == ".yaml"}
+    after = {rel: data for rel, data in after.items() if rel.suffix == ".yaml"}
     return volume_template_changes(before, after, label) + replica_changes(before, after, label)
 
 
@@ -92,19 +95,42 @@ def volume_template_changes(before: Mapping[PurePosixPath, bytes], after: Mappin
     """A warning per StatefulSet volume template whose size or storage class differs between the
     files `before` and `after` (paths relative to the cluster folder `label`).
     """
-    old: dict[tuple[str, str, str], VolumeTemplate] = {}
-    for data in before.values():
-        old.update(statefulset_volumes(data))
+    old: dict[tuple[str, str, str], tuple[PurePosixPath, VolumeTemplate]] = {}
+    for rel, data in before.items():
+        old.update((key, (rel, vt)) for key, vt in statefulset_volumes(data).items())
     if not old:
         return []
     problems = []
+    kept: set[tuple[str, str]] = set()
     for rel, data in sorted(after.items()):
         for key, new in statefulset_volumes(data).items():
-            previous = old.get(key)
+            kept.add(key[:2])
+            previous = old.get(key, (rel, None))[1]
             if previous is None or (previous.size, previous.storage_class) == (new.size, new.storage_class):
                 continue
             problems.append(_problem(f"{label}/{rel}", previous, new))
+    gone: dict[tuple[str, str], tuple[PurePosixPath, list[VolumeTemplate]]] = {}
+    for (ns, sts, _), (rel, vt) in sorted(old.items()):
+        if (ns, sts) not in kept:
+            gone.setdefault((ns, sts), (rel, []))[1].append(vt)
+    problems += [_removed(f"{label}/{rel}", templates) for rel, templates in gone.values()]
     return problems
+
+
+def _removed(file: str, templates: list[VolumeTemplate]) -> Problem:
+    """A StatefulSet with volumes is no longer rendered: say where its data stays."""
+    first = templates[0]
+    ns, claims = first.namespace, [c for t in templates for c in t.claims()]
+    zigbee = (" (and a renamed Zigbee network needs its keys under the new name: new ones from `hkgen secrets "
+              "add-missing` mean pairing every device again)") if first.statefulset.startswith("zigbee2mqtt-") else ""
+    return Problem(
+        file, first.line, first.col, "$.spec.volumeClaimTemplates",
+        f"StatefulSet {ns}/{first.statefulset} is removed; its claims ({', '.join(claims)}) and their data stay, "
+        "but nothing uses them any more",
+        hint=f"if this is a rename, the new name starts on an empty volume{zigbee}: keep the old name to keep "
+             f"the data. Once the data is no longer needed: kubectl -n {ns} delete pvc {' '.join(claims)}",
+        severity="warning",
+    )
 
 
 def _problem(file: str, old: VolumeTemplate, new: VolumeTemplate) -> Problem:
@@ -188,11 +214,17 @@ def _documents(text: bytes, kind: str, anchor: re.Pattern[str]) -> Iterator[tupl
     """
     if f"kind: {kind}".encode() not in text:
         return
-    decoded = text.decode("utf-8")
+    import yaml
+
+    decoded = text.decode("utf-8", "replace")
+    try:
+        docs = load_generated_all(decoded)
+    except yaml.YAMLError:
+        return  # not hkgen's output (an old file edited by hand): nothing to compare
     # Document n starts after the n-th `---` line.
     starts = [0] + [m.end() for m in re.finditer(r"^---[ \t]*$", decoded, re.MULTILINE)]
     ends = [*starts[1:], len(decoded)]
-    for doc, start, end in zip(load_generated_all(decoded), starts, ends, strict=False):
+    for doc, start, end in zip(docs, starts, ends, strict=False):
         if isinstance(doc, dict) and doc.get("kind") == kind:
             at = anchor.search(decoded, start, end)
             yield doc, (decoded.count("\n", 0, at.start()) + 1 if at else 0), (len(at.group(1)) + 1 if at else 0)

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if args.diff:
             sys.stdout.write(diff_text(report, label))
         # Printed even with --quiet: each needs commands run by hand once the change is published.
-        before = {c.path: c.old for c in report.changes if c.action == "changed" and c.old is not None}
+        before = {c.path: c.old for c in report.changes if c.action in ("changed", "removed") and c.old is not None}
         for problem in changes(before, rendering.tree, label):
             out(problem.format())
         if not args.quiet:
