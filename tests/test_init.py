@@ -4,6 +4,7 @@ outside the repository and nothing else written under HOME."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -101,6 +102,37 @@ def test_every_supported_size_validates(hkgen, tmp_path: Path, nodes: int) -> No
     assert cluster["cluster"]["topology"] == ("single-node" if nodes == 1 else "ha")
     run = hkgen("validate", str(created.cluster_dir))
     assert run.returncode == 0, run.stdout + run.stderr
+    # Valid, but every value only the user knows is pointed at: the key, and each Pi's MAC and SSD.
+    warned = re.findall(r"\$\.(\S+): warning: the starter's placeholder", run.stdout)
+    schedulable = [i for i, n in enumerate(cluster["nodes"]) if n.get("disks")]
+    assert sorted(warned) == sorted(["os.admins[0].sshKeys[0]", *(f"nodes[{i}].mac" for i in range(nodes)),
+                                     *(f"nodes[{i}].disks[0].id" for i in schedulable),
+                                     *(f"nodes[{i}].usbDevices[0].id" for i, n in enumerate(cluster["nodes"])
+                                       if n.get("usbDevices"))])
+
+
+def test_boot_media_refuses_a_pi_with_starter_placeholders(hkgen, tmp_path: Path) -> None:
+    created = init_repository(tmp_path / "r", Answers(nodes=3), tmp_path / "k.agekey")
+    card = tmp_path / "card"
+    run = hkgen("boot-media", str(created.cluster_dir), "--node", "cp2", "--out", str(card),
+                "--age-key", str(tmp_path / "k.agekey"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stdout.splitlines() + run.stderr.splitlines()
+    located = sorted(re.findall(r"cluster\.yaml:\d+:\d+: \$\.(\S+): the starter's placeholder", "\n".join(lines)))
+    # cp2's own MAC and SSD and the shared admin key; not cp1's or cp3's.
+    assert located == ["nodes[1].disks[0].id", "nodes[1].mac", "os.admins[0].sshKeys[0]"], lines
+    assert not card.exists() and "Traceback" not in run.stderr
+    # Once replaced, the same Pi's seed is written.
+    path = created.cluster_dir / "cluster.yaml"
+    text = path.read_text().replace(PLACEHOLDER_SSH_KEY, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhrZ2VuLXRlc3Qta2V5"
+                                    "LW9mLWEtcmVhbC1wZXJzb24 me@laptop")
+    text = text.replace("'02:00:00:00:00:02'", "'dc:a6:32:00:00:02'").replace("usb-REPLACE-WITH-SSD-ID-of-cp2-0:0",
+                                                                             "usb-Samsung_T7_S1-0:0")
+    path.write_text(text)
+    again = hkgen("boot-media", str(created.cluster_dir), "--node", "cp2", "--out", str(card),
+                  "--age-key", str(tmp_path / "k.agekey"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (card / "user-data").is_file()
 
 
 def test_two_nodes_are_refused_with_the_reason(hkgen, tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
     from .pipeline import cluster_file_for, validate_cluster
     from .secrets import decrypt, required_keys
     from .seeds import cmdline_params, seed_folder
+    from .validate import starter_placeholders
 
     cluster_file = cluster_file_for(path)
     _doc, validation = validate_cluster(cluster_file)
@@ -150,6 +151,14 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
         raise ConfigError(validation.problems)
     cluster = validation.cluster
     target = _host(cluster, host)
+    # A seed with the starter's MAC, key or device ids leaves the Pi unreachable or without its
+    # disk: refuse before anything is written.
+    section = "nodes" if isinstance(target, Node) else "satellites"
+    left = [_doc.problem(p, f"{message}; replace it before writing {host}'s seed", hint=hint)
+            for p, message, hint in starter_placeholders(cluster)
+            if p[0] == "os" or p[:2] == (section, target.index)]
+    if left:
+        raise ConfigError(left)
     cluster_dir = cluster_file.parent
     refuse_unsafe_output(out, cluster_dir)
     if out.exists() and not out.is_dir():

@@ -32,6 +32,7 @@ from jinja2.ext import Extension
 from .errors import ConfigError, ToolError, UsageError, WriteError
 from .model import Cluster
 from .secrets import SECRET_NAME, SecretKey, required_keys
+from .validate import STARTER_MAC_PREFIX, STARTER_MARK, STARTER_SSH_KEY
 
 __all__ = [
     "PLACEHOLDER",
@@ -433,10 +434,9 @@ class Answers:
     hooks_rev: str = ""
 
 
-# A well-formed ed25519 public key whose 32 key bytes spell "REPLACE-WITH-YOUR-OWN-PUBLIC-KEY":
-# nobody holds its private key, so it opens nothing, and it is easy to spot.
-PLACEHOLDER_SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFJFUExBQ0UtV0lUSC1ZT1VSLU9XTi1QVUJMSUMtS0VZ "
-                       "replace-with-your-key")
+# Nobody holds the private half of this key, so it opens nothing; `hkgen validate` warns about it
+# and `hkgen boot-media` refuses it (validate.starter_placeholders), like the starter's MACs and ids.
+PLACEHOLDER_SSH_KEY = STARTER_SSH_KEY
 
 
 def starter_layout(nodes: int) -> dict[str, Any]:
@@ -458,8 +458,8 @@ def starter_layout(nodes: int) -> dict[str, Any]:
         ip = f"192.168.1.{11 + i}" if cp else f"192.168.1.{21 + i - cps}"
         schedulable = not (cp and i > 0 and nodes >= 6)
         out.append({"hostname": host, "role": "control-plane" if cp else "worker", "schedulable": schedulable,
-                    "ip": ip, "mac": f"02:00:00:00:{(i + 1) // 256:02x}:{(i + 1) % 256:02x}",
-                    "disk": f"usb-REPLACE-WITH-SSD-ID-of-{host}-0:0" if schedulable else None})
+                    "ip": ip, "mac": f"{STARTER_MAC_PREFIX}{(i + 1) // 256:02x}:{(i + 1) % 256:02x}",
+                    "disk": f"usb-{STARTER_MARK}-WITH-SSD-ID-of-{host}-0:0" if schedulable else None})
     zigbee_node = next((n["hostname"] for n in out if n["role"] == "worker"), out[0]["hostname"])
     return {
         "single": single,

@@ -18,7 +18,7 @@ from .errors import Problem, shown
 from .load import Document, PathKey
 from .model import Cluster, build_model
 
-__all__ = ["BOARD_MEMORY", "Validation", "validate_document"]
+__all__ = ["BOARD_MEMORY", "STARTER_SSH_KEY", "Validation", "starter_placeholders", "validate_document"]
 
 _IPV4 = "((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _LABEL = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
@@ -53,6 +53,15 @@ _YAML11_BOOLS = {"on", "off", "yes", "no", "y", "n", "On", "Off", "Yes", "No", "
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
                "object": "a mapping", "array": "a list", "null": "null"}
 BOARD_MEMORY = {"rpi4": {2, 4, 8}, "rpi5": {2, 4, 8, 16}, "cm4": {2, 4, 8}}
+
+# What `hkgen init` writes where only the user knows the value (scaffold.starter_layout). They are
+# valid, so a new repository validates and renders, but a Pi flashed with them is unreachable:
+# netplan matches the network port by MAC, and nobody holds the placeholder key's private half.
+# A well-formed ed25519 public key whose 32 key bytes spell "REPLACE-WITH-YOUR-OWN-PUBLIC-KEY".
+STARTER_SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFJFUExBQ0UtV0lUSC1ZT1VSLU9XTi1QVUJMSUMtS0VZ "
+                   "replace-with-your-key")
+STARTER_MAC_PREFIX = "02:00:00:00:"  # locally administered, never a Raspberry Pi's own
+STARTER_MARK = "REPLACE"  # in the starter's disk and device ids
 # Where a person might paste a credential by mistake: values there are never shown in messages.
 _PRIVATE = (("os", "admins", "*", "sshKeys", "*"), ("secrets", "ageRecipients", "*"),
             ("gitops", "repository", "url"), ("storage", "backup", "s3", "endpoint"),
@@ -317,6 +326,8 @@ class _Checks:
         self.timezone()
         self.credentials()
         self.seeds()
+        for path, message, hint in starter_placeholders(self.c):
+            self.warn(path, message, hint)
         return self.out
 
     def seeds(self) -> None:
@@ -696,6 +707,37 @@ class _Checks:
             if parts.password is not None or (parts.scheme == "https" and user is not None):
                 self.err(path, "the URL carries credentials; they would be written into the rendered tree",
                          "use ssh://git@host/... with a deploy key, or an https URL without user and token")
+
+
+def starter_placeholders(cluster: Cluster) -> list[tuple[PathKey, str, str]]:
+    """(path, message, hint) of each value `hkgen init` left for the user to replace."""
+    found: list[tuple[PathKey, str, str]] = []
+    key_material = STARTER_SSH_KEY.split()[1]
+    for i, admin in enumerate(cluster.admins):
+        for j, key in enumerate(admin.ssh_keys):
+            if key.split()[1:2] == [key_material]:
+                found.append((("os", "admins", i, "sshKeys", j), "the starter's placeholder key: nobody can log in "
+                              "to the Pis with it", "put your own public key here (e.g. ~/.ssh/id_ed25519.pub)"))
+    hosts: list[tuple[str, Any]] = [("nodes", n) for n in cluster.nodes]
+    hosts += [("satellites", s) for s in cluster.satellites]
+    for section, host in hosts:
+        # A wired seed finds its network port by this MAC (a Wi-Fi one does not use it).
+        if host.mac.lower().startswith(STARTER_MAC_PREFIX) and not getattr(host, "wifi", None):
+            found.append(((section, host.index, "mac"), f"the starter's placeholder MAC address: {host.hostname} would "
+                          "not configure its network port and stay unreachable",
+                          "read the real one on the Pi (cat /sys/class/net/eth0/address) or from your router"))
+        devices = [("disks", d.id) for d in getattr(host, "disks", ())]
+        devices += [("usbDevices", u.id) for u in getattr(host, "usb_devices", ())]
+        devices += [("serialDevices", d.id) for d in getattr(host, "serial_devices", ())]
+        seen: dict[str, int] = {}
+        for field_name, device_id in devices:
+            j = seen[field_name] = seen.get(field_name, -1) + 1
+            if STARTER_MARK in device_id:
+                folder = "/dev/disk/by-id/" if field_name == "disks" else "/dev/serial/by-id/"
+                found.append(((section, host.index, field_name, j, "id"), f"the starter's placeholder device id: "
+                              f"{host.hostname} would not find this device",
+                              f"use its name under {folder}, as `ls {folder}` on the Pi shows it"))
+    return found
 
 
 def validate_document(doc: Document) -> Validation:

@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if answers.ssh_key is None:
         out("no SSH public key found: replace the placeholder under os.admins in cluster.yaml, or you cannot log in")
     out("next: fill in the REPLACE-... values and MAC addresses in "
-        f"{cluster}/cluster.yaml, then: cd {created.repo} && hkgen validate {cluster} && hkgen render {cluster}")
+        f"{cluster}/cluster.yaml (`hkgen validate` warns about each one left; `hkgen boot-media` refuses a Pi "
+        f"that still has one), then: cd {created.repo} && hkgen validate {cluster} && hkgen render {cluster}")
     err(f"{created.repo}: ready ({answers.nodes} node(s), {answers.engine})")
     return 0
