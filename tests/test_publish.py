@@ -343,3 +343,29 @@ def test_publish_warns_about_what_the_engine_cannot_apply_against_what_the_clust
     assert "clusters/home/apps/home-assistant/statefulset.yaml:" in run.stdout and "warning:" in run.stdout
     assert remote_main(remote) == head(work)
     assert fast(cluster).warnings == []  # the cluster follows the new templates now
+
+
+def test_files_render_removed_are_published_as_deletions(work: Path, remote: Path, hkgen) -> None:
+    # The day-2 flow: `hkgen render` first (it deletes what is no longer generated), then publish.
+    cluster = work / "clusters" / "home"
+    fast(cluster)
+    path = cluster / "cluster.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("  grafana:\n    enabled: true\n", "  grafana:\n    enabled: false\n", 1))
+    assert path.read_text() != text
+    rendered = hkgen("render", "-q", "--no-verify", str(cluster))
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    gone = git(work, "diff", "--name-only", "--diff-filter=D").splitlines()
+    assert gone and all("/apps/grafana/" in p for p in gone), gone
+    result = fast(cluster)
+    assert result.commit is not None and remote_main(remote) == result.commit
+    deleted = git(work, "show", "--name-status", "--format=", result.commit).splitlines()
+    assert sorted(line.split("\t")[1] for line in deleted if line.startswith("D\t")) == sorted(gone)
+    # A generated file deleted by hand that render still produces is put back, not published deleted;
+    # one that render never generated stays drift.
+    (work / "clusters" / "home" / "notes.md").write_text("mine")
+    git(work, "add", "clusters/home/notes.md")
+    git(work, "commit", "-q", "-m", "notes")
+    (work / "clusters" / "home" / "notes.md").unlink()
+    with pytest.raises(WriteError, match=r"clusters/home/notes\.md \(deleted\)"):
+        fast(cluster, dry_run=True)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import Problem, UsageError, WriteError
 from .git import Git, StatusEntry
-from .write import MANIFEST, Report, plan_changes, read_manifest, write_tree
+from .write import MANIFEST, Report, parse_manifest, plan_changes, read_manifest, write_tree
 
 __all__ = ["Published", "publish"]
 
@@ -72,14 +72,21 @@ def _transitions(git: Git, commit: str, folder: str, tree: Mapping[PurePosixPath
     return changes(before, tree, folder)
 
 
-def _drift(entries: list[StatusEntry], folder: str, produced: set[PurePosixPath]) -> list[str]:
-    """Changed paths in the cluster folder that are neither inputs nor produced by render."""
+def _drift(entries: list[StatusEntry], folder: str, produced: set[PurePosixPath],
+           retired: set[PurePosixPath]) -> list[str]:
+    """Changed paths in the cluster folder that are neither inputs nor produced by render.
+
+    `retired` are files the committed render generated and this one does not (a disabled app, a
+    removed node): `hkgen render` deleted them, and their deletion is part of the change.
+    """
     drift = []
     for entry in entries:
         for path in (entry.path, entry.orig):
             if path is None or not _inside(path, folder) or _rel(path, folder) in produced:
                 continue
             state = entry.index if entry.index not in (" ", "?") else entry.worktree
+            if state == "D" and _rel(path, folder) in retired:
+                continue
             what = {"?": "untracked", "D": "deleted", "A": "added", "R": "renamed"}.get(state, "modified")
             drift.append(f"{path} ({what})")
     return sorted(set(drift))
@@ -143,7 +150,9 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
                          "first")
     inputs = {PurePosixPath("cluster.yaml"), PurePosixPath(rendering.plan.cluster.secrets_file)}
     produced = {*rendering.tree, PurePosixPath(MANIFEST)}
-    drift = _drift(entries, folder, produced | inputs | set(read_manifest(root)))
+    committed = git.file_at("HEAD", _join(folder, MANIFEST)) if git.head() is not None else None
+    retired = set(parse_manifest(committed, f"HEAD:{_join(folder, MANIFEST)}")) - produced if committed else set()
+    drift = _drift(entries, folder, produced | inputs | set(read_manifest(root)), retired)
     if drift:
         raise WriteError(f"refusing to publish: {folder} has changes that `hkgen render` does not produce: "
                          f"{', '.join(drift)}; move edits into cluster.yaml, delete stray files, or commit "

@@ -135,13 +135,22 @@ def read_manifest(root: Path) -> dict[PurePosixPath, str]:
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text("utf-8"))
-        files = {PurePosixPath(k): str(v) for k, v in data["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        text = path.read_text("utf-8")
+    except (OSError, ValueError) as err:
         raise WriteError(f"{path}: unreadable manifest ({err}); restore it from Git") from err
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(text: str, where: str) -> dict[PurePosixPath, str]:
+    """The generated paths -> sha256 of a manifest's text (`where` names it in errors)."""
+    try:
+        data = json.loads(text)
+        files = {PurePosixPath(k): str(v) for k, v in data["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise WriteError(f"{where}: unreadable manifest ({err}); restore it from Git") from err
     for rel in files:
         if is_input(rel) or rel.is_absolute() or ".." in rel.parts:
-            raise WriteError(f"{path}: lists {rel}, which hkgen never generates; restore the manifest from Git")
+            raise WriteError(f"{where}: lists {rel}, which hkgen never generates; restore the manifest from Git")
     return files
 
 
