@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -369,3 +369,28 @@ def test_files_render_removed_are_published_as_deletions(work: Path, remote: Pat
     (work / "clusters" / "home" / "notes.md").unlink()
     with pytest.raises(WriteError, match=r"clusters/home/notes\.md \(deleted\)"):
         fast(cluster, dry_run=True)
+
+
+def test_a_rename_staged_by_an_earlier_publish_is_a_retired_file_plus_a_new_one() -> None:
+    from hkgen.git import StatusEntry
+    from hkgen.publish import _drift
+
+    produced = {PurePosixPath("apps/z/statefulset-house.yaml")}
+    retired = {PurePosixPath("apps/z/statefulset-home.yaml")}
+    renamed = StatusEntry("R", " ", "c/apps/z/statefulset-house.yaml", "c/apps/z/statefulset-home.yaml")
+    assert _drift([renamed], "c", produced, retired) == []
+    assert _drift([renamed], "c", produced, set()) == ["c/apps/z/statefulset-home.yaml (renamed)"]
+    stray = StatusEntry("R", " ", "c/notes.md", "c/apps/z/statefulset-home.yaml")
+    assert _drift([stray], "c", produced, retired) == ["c/notes.md (renamed)"]
+
+
+def test_publish_without_a_git_identity_refuses_before_writing(work: Path, remote: Path) -> None:
+    git(work, "config", "--unset", "user.name")
+    git(work, "config", "--unset", "user.email")
+    git(work, "config", "user.useConfigOnly", "true")  # never guess one from the host name
+    before = status(work)
+    with pytest.raises(WriteError, match=r"git does not know who commits here; set it with `git config user.name"):
+        fast(work / "clusters" / "home")
+    assert status(work) == before  # nothing rendered, nothing staged
+    dry = fast(work / "clusters" / "home", dry_run=True)
+    assert any("publish would fail: git does not know who commits here" in note for note in dry.notes)

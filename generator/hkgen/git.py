@@ -178,6 +178,10 @@ class Git:
         # Each line is "<commit>:<path>".
         return [line.split(":", 1)[1] for line in out.splitlines() if ":" in line]
 
+    def knows_committer(self) -> bool:
+        """True when git can make a commit here: user.name and user.email are set (or derivable)."""
+        return self.run("var", "GIT_COMMITTER_IDENT", check=False)[0] == 0
+
     def file_at(self, commit: str, path: str) -> str | None:
         """The text of `path` (relative to the top) in `commit`, or None when it has no such file."""
         code, text, _ = self.run("show", f"{commit}:{path}", check=False)

@@ -85,7 +85,9 @@ def _drift(entries: list[StatusEntry], folder: str, produced: set[PurePosixPath]
             if path is None or not _inside(path, folder) or _rel(path, folder) in produced:
                 continue
             state = entry.index if entry.index not in (" ", "?") else entry.worktree
-            if state == "D" and _rel(path, folder) in retired:
+            # Gone, or the old side of a rename git saw in what an earlier publish staged.
+            gone = state == "D" or (state == "R" and path == entry.orig)
+            if gone and _rel(path, folder) in retired:
                 continue
             what = {"?": "untracked", "D": "deleted", "A": "added", "R": "renamed"}.get(state, "modified")
             drift.append(f"{path} ({what})")
@@ -137,6 +139,14 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
                      f"(gitops.repository.branch), not {target!r}")
     if message is not None and not message.strip():
         raise UsageError("the commit message is empty")
+    if not git.knows_committer():
+        # Found now, not when `git commit` fails after the tree was written and staged.
+        what = "cannot publish" if not dry_run else "publish would fail"
+        problem = (f"{what}: git does not know who commits here; set it with `git config user.name \"Your Name\"` "
+                   "and `git config user.email you@example.com` (add --global for every repository)")
+        if not dry_run:
+            raise WriteError(problem)
+        notes.append(problem)
 
     # Same rules as `hkgen render`: hand-edited generated files and files in the way are refused
     # (and an interrupted render is finished first, unless this is a dry run).
