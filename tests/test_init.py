@@ -129,8 +129,11 @@ def test_boot_media_refuses_a_pi_with_starter_placeholders(hkgen, tmp_path: Path
     text = text.replace("'02:00:00:00:00:02'", "'dc:a6:32:00:00:02'").replace("usb-REPLACE-WITH-SSD-ID-of-cp2-0:0",
                                                                              "usb-Samsung_T7_S1-0:0")
     path.write_text(text)
-    again = hkgen("boot-media", str(created.cluster_dir), "--node", "cp2", "--out", str(card),
-                  "--age-key", str(tmp_path / "k.agekey"))
+    # Without --age-key the cluster's key is found where `hkgen init` keeps it by default.
+    default = Path(os.environ["XDG_CONFIG_HOME"]) / "hkgen" / "home.agekey"
+    default.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "k.agekey").rename(default)
+    again = hkgen("boot-media", str(created.cluster_dir), "--node", "cp2", "--out", str(card))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (card / "user-data").is_file()
 

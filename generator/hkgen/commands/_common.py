@@ -1,14 +1,15 @@
-"""Helpers shared by the subcommand modules: output and PATH arguments."""
+"""Helpers shared by the subcommand modules: output, PATH arguments and the age key to use."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UsageError
 
-__all__ = ["EXIT_CODES", "cluster_paths", "err", "out"]
+__all__ = ["EXIT_CODES", "age_key_file", "cluster_paths", "err", "out"]
 
 EXIT_CODES = """exit codes:
   0  success (valid, rendered, tree current)
@@ -42,3 +43,21 @@ def cluster_paths(values: Sequence[str]) -> list[Path]:
         if file.resolve() not in [p.resolve() for p in seen]:
             seen.append(file)
     return seen
+
+
+def age_key_file(option: str | Path | None, cluster_name: str) -> Path | None:
+    """The age key sops should decrypt with: `--age-key`, else none when SOPS_AGE_KEY_FILE or
+    SOPS_AGE_KEY is set (sops reads them itself), else hkgen's key of this cluster if it exists
+    (`hkgen init` writes it to ~/.config/hkgen/<cluster>.agekey), else none (sops' own default).
+    """
+    from ..scaffold import default_key_file
+
+    if option:
+        path = Path(option)
+        if not path.is_file():
+            raise UsageError(f"{option}: no such age key file")
+        return path
+    if os.environ.get("SOPS_AGE_KEY_FILE") or os.environ.get("SOPS_AGE_KEY"):
+        return None
+    default = default_key_file(cluster_name, os.environ)
+    return default if default.is_file() else None

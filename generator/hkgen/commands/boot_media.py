@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import cluster_paths, err, out
+from ._common import age_key_file, cluster_paths, err, out
 
 NAME = "boot-media"
 HELP = "write a node's or satellite's seed with its secrets onto a freshly flashed boot partition"
@@ -13,9 +13,10 @@ EPILOG = """\
 Flash Ubuntu Server for Raspberry Pi onto the card or SSD, mount its boot partition
 (label system-boot) and point --out at it. user-data, meta-data and network-config are
 replaced; the kernel command line on the partition keeps its parameters and gets hkgen's.
-The secrets are decrypted with sops (age key: --age-key, else SOPS_AGE_KEY_FILE or sops'
-default key file). No secret value is ever printed. An --out folder inside a Git work tree
-or inside the cluster folder is refused.
+The secrets are decrypted with sops (age key: --age-key, else SOPS_AGE_KEY_FILE, else
+~/.config/hkgen/<cluster>.agekey as `hkgen init` made it, else sops' default key file).
+No secret value is ever printed. An --out folder inside a Git work tree or inside the
+cluster folder is refused.
 """
 
 
@@ -34,7 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from ..bootmedia import write_boot_media
 
     (cluster_file,) = cluster_paths([args.path])
-    media = write_boot_media(cluster_file, args.node, args.out, age_key=args.age_key)
+    key = args.age_key
+    if key is None:
+        from ..errors import ConfigError
+        from ..scaffold import load_cluster
+
+        try:
+            key = age_key_file(None, load_cluster(cluster_file)[0].name)
+        except ConfigError:
+            key = None  # write_boot_media reports the problems
+    media = write_boot_media(cluster_file, args.node, args.out, age_key=key)
     for rel in media.written:
         out(f"wrote {args.out / rel}")
     for note in media.notes:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import cluster_paths, err, out
+from ._common import age_key_file, cluster_paths, err, out
 
 if TYPE_CHECKING:
     from ..model import Cluster
@@ -67,19 +67,7 @@ def _supplier(interactive: bool) -> Callable[[SecretKey, bool], str | None]:
 
 
 def _key_file(args: argparse.Namespace, cluster: Cluster) -> Path | None:
-    from ..scaffold import default_key_file
-
-    if args.age_key:
-        path = Path(args.age_key)
-        if not path.is_file():
-            from ..errors import UsageError
-
-            raise UsageError(f"{args.age_key}: no such age key file")
-        return path
-    if os.environ.get("SOPS_AGE_KEY_FILE") or os.environ.get("SOPS_AGE_KEY"):
-        return None  # sops reads them itself
-    default = default_key_file(cluster.name, os.environ)
-    return default if default.is_file() else None
+    return age_key_file(args.age_key, cluster.name)
 
 
 def _report(change: SecretsChange, label: str) -> None:
