@@ -105,7 +105,8 @@ def test_every_supported_size_validates(hkgen, tmp_path: Path, nodes: int) -> No
     # Valid, but every value only the user knows is pointed at: the key, and each Pi's MAC and SSD.
     warned = re.findall(r"\$\.(\S+): warning: the starter's placeholder", run.stdout)
     schedulable = [i for i, n in enumerate(cluster["nodes"]) if n.get("disks")]
-    assert sorted(warned) == sorted(["os.admins[0].sshKeys[0]", *(f"nodes[{i}].mac" for i in range(nodes)),
+    assert sorted(warned) == sorted(["gitops.repository.url", "os.admins[0].sshKeys[0]",
+                                     *(f"nodes[{i}].mac" for i in range(nodes)),
                                      *(f"nodes[{i}].disks[0].id" for i in schedulable),
                                      *(f"nodes[{i}].usbDevices[0].id" for i, n in enumerate(cluster["nodes"])
                                        if n.get("usbDevices"))])

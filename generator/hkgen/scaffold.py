@@ -32,7 +32,7 @@ from jinja2.ext import Extension
 from .errors import ConfigError, ToolError, UsageError, WriteError
 from .model import Cluster
 from .secrets import SECRET_NAME, SecretKey, required_keys
-from .validate import STARTER_MAC_PREFIX, STARTER_MARK, STARTER_SSH_KEY
+from .validate import STARTER_MAC_PREFIX, STARTER_MARK, STARTER_REPO_URL, STARTER_SSH_KEY
 
 __all__ = [
     "PLACEHOLDER",
@@ -428,7 +428,7 @@ class Answers:
     engine: str = "flux"
     domain: str = "home.arpa"
     timezone: str = "Etc/UTC"
-    repo_url: str = "ssh://git@github.com/your-account/home-ops.git"
+    repo_url: str = STARTER_REPO_URL
     ssh_key: str | None = None  # one OpenSSH public key line; None -> an obvious placeholder
     hooks_repo: str = ""  # "" -> local hooks running the installed hkgen
     hooks_rev: str = ""

@@ -62,6 +62,7 @@ STARTER_SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFJFUExBQ0UtV0lUSC1ZT1VS
                    "replace-with-your-key")
 STARTER_MAC_PREFIX = "02:00:00:00:"  # locally administered, never a Raspberry Pi's own
 STARTER_MARK = "REPLACE"  # in the starter's disk and device ids
+STARTER_REPO_URL = "ssh://git@github.com/your-account/home-ops.git"
 # Where a person might paste a credential by mistake: values there are never shown in messages.
 _PRIVATE = (("os", "admins", "*", "sshKeys", "*"), ("secrets", "ageRecipients", "*"),
             ("gitops", "repository", "url"), ("storage", "backup", "s3", "endpoint"),
@@ -712,6 +713,10 @@ class _Checks:
 def starter_placeholders(cluster: Cluster) -> list[tuple[PathKey, str, str]]:
     """(path, message, hint) of each value `hkgen init` left for the user to replace."""
     found: list[tuple[PathKey, str, str]] = []
+    if cluster.repo_url == STARTER_REPO_URL:
+        found.append((("gitops", "repository", "url"), "the starter's placeholder repository: the GitOps engine "
+                      "would pull the cluster from a repository that is not yours",
+                      "put the URL the engine clones this repository from (`git remote get-url origin`)"))
     key_material = STARTER_SSH_KEY.split()[1]
     for i, admin in enumerate(cluster.admins):
         for j, key in enumerate(admin.ssh_keys):
