@@ -161,3 +161,22 @@ def test_only_yaml_files_are_compared() -> None:
     readme = PurePosixPath("README.md")
     assert changes({readme: text}, {}, "c") == []
     assert changes({PurePosixPath("x.yaml"): text}, {}, "c") == []  # unparsable: nothing to compare
+
+
+_SHAPES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["kind", "metadata", "name", "namespace", "spec", "replicas", "volumeClaimTemplates",
+                         "resources", "requests", "storage", "storageClassName", "parameters", "numberOfReplicas"]),
+        inner, max_size=4),
+    max_leaves=12)
+
+
+@given(_SHAPES, st.sampled_from(["StatefulSet", "StorageClass"]))
+def test_old_files_of_any_shape_never_raise(body: object, kind: str) -> None:
+    # An old file may have been edited by hand (or come from any commit): compare, never crash.
+    doc = {"kind": kind, **body} if isinstance(body, dict) else {"kind": kind, "spec": body}
+    old = yaml.safe_dump(doc).encode()
+    tree = _tree()
+    changes({STS: old, SC: old}, tree, "c")
+    changes(tree, {STS: old, SC: old}, "c")

@@ -17,6 +17,7 @@ change), hence the commands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -78,15 +79,17 @@ def statefulset_volumes(text: bytes) -> dict[tuple[str, str, str], VolumeTemplat
     """
     found: dict[tuple[str, str, str], VolumeTemplate] = {}
     for doc, line, col in _documents(text, "StatefulSet", _VCT_LINE):
-        spec: dict[str, Any] = doc.get("spec") or {}
-        meta: dict[str, Any] = doc.get("metadata") or {}
-        for index, template in enumerate(spec.get("volumeClaimTemplates") or ()):
-            tspec = template.get("spec") or {}
-            key = (str(meta.get("namespace", "")), str(meta.get("name", "")), str(template["metadata"]["name"]))
-            found[key] = VolumeTemplate(
-                key[0], key[1], int(spec.get("replicas", 1)), index, key[2],
-                str(((tspec.get("resources") or {}).get("requests") or {}).get("storage", "")),
-                str(tspec.get("storageClassName", "")), line, col)
+        # An old file may have been edited by hand: a document of another shape is skipped.
+        with contextlib.suppress(AttributeError, KeyError, TypeError, ValueError):
+            spec: dict[str, Any] = doc.get("spec") or {}
+            meta: dict[str, Any] = doc.get("metadata") or {}
+            for index, template in enumerate(spec.get("volumeClaimTemplates") or ()):
+                tspec = template.get("spec") or {}
+                key = (str(meta.get("namespace", "")), str(meta.get("name", "")), str(template["metadata"]["name"]))
+                found[key] = VolumeTemplate(
+                    key[0], key[1], int(spec.get("replicas", 1)), index, key[2],
+                    str(((tspec.get("resources") or {}).get("requests") or {}).get("storage", "")),
+                    str(tspec.get("storageClassName", "")), line, col)
     return found
 
 
@@ -202,9 +205,10 @@ def _class_replicas(text: bytes) -> dict[str, tuple[str, int, int]]:
     """Longhorn StorageClasses of a rendered file: name -> (numberOfReplicas, line, col)."""
     found = {}
     for doc, line, col in _documents(text, "StorageClass", _REPLICAS_LINE):
-        replicas = (doc.get("parameters") or {}).get("numberOfReplicas")
-        if replicas is not None:
-            found[str(doc["metadata"]["name"])] = (str(replicas), line, col)
+        with contextlib.suppress(AttributeError, KeyError, TypeError):
+            replicas = (doc.get("parameters") or {}).get("numberOfReplicas")
+            if replicas is not None:
+                found[str(doc["metadata"]["name"])] = (str(replicas), line, col)
     return found
 
 
