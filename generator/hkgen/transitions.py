@@ -1,14 +1,17 @@
 """Changes between two rendered trees that the GitOps engine cannot apply by itself.
 
-- Kubernetes refuses every update of a StatefulSet's `volumeClaimTemplates`. A new size or backup
-class (storage class) of an app's volume therefore makes the engine's apply of the apps layer fail
-until the old StatefulSet is deleted, and the existing claims keep their size and their Longhorn
-volume its recurring-job group either way. `render` compares the tree on disk with the new one and
-`publish` the commit the cluster follows with the new one; for each such change this module says
-what changes and gives the commands that carry it out (grow the claims, move the volume to its new
-job group, delete the StatefulSet without its pods so the engine recreates it).
-- Longhorn's replica count is a StorageClass parameter, read when a volume is created: the
-  classes are recreated with the new count, existing volumes keep theirs until they are patched.
+`render` compares the tree on disk with the new one, `publish` the commit the cluster follows with
+the new one; each change found comes back as a located warning with the commands that carry it out.
+
+- A StatefulSet's `volumeClaimTemplates` cannot be updated. A new size or backup class (storage
+  class) of an app's volume makes the engine's apply of the apps layer fail until the old
+  StatefulSet is deleted, and the existing claims keep their size and their Longhorn volume its
+  recurring-job group either way: grow the claims, move the volume to its new job group, delete
+  the StatefulSet without its pods so the engine recreates it.
+- Longhorn's replica count is a StorageClass parameter, read when a volume is created: the classes
+  are recreated with the new count, existing volumes keep theirs until they are patched.
+- A StatefulSet with volumes that is no longer rendered leaves its claims (and data) behind: a
+  rename starts on an empty volume.
 
 Objects whose changes the engines can recreate safely (StorageClasses, gate Jobs) carry
 `plan.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
@@ -29,7 +32,7 @@ from .errors import Problem
 from .load import load_generated_all
 from .platform import LONGHORN_NS, STORAGE_CLASSES
 
-__all__ = ["KINDS", "VolumeTemplate", "changes", "concerns", "statefulset_volumes", "volume_template_changes"]
+__all__ = ["KINDS", "VolumeTemplate", "changes", "statefulset_volumes", "volume_template_changes"]
 
 _GROUP_LABEL = "recurring-job-group.longhorn.io/"
 _VCT_LINE = re.compile(r"^( *)volumeClaimTemplates:", re.MULTILINE)
@@ -38,11 +41,6 @@ _REPLICAS_LINE = re.compile(r"^( *)numberOfReplicas:", re.MULTILINE)
 
 # The objects compared here; a file without any of these lines need not be read.
 KINDS = ("kind: StatefulSet", "kind: StorageClass")
-
-
-def concerns(data: bytes) -> bool:
-    """Whether a rendered file holds objects this module compares (others need not be read)."""
-    return any(kind.encode() in data for kind in KINDS)
 
 
 def changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes], label: str) -> list[Problem]:
