@@ -146,7 +146,7 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
     from .validate import starter_placeholders
 
     cluster_file = cluster_file_for(path)
-    _doc, validation = validate_cluster(cluster_file)
+    doc, validation = validate_cluster(cluster_file)
     if validation.errors or validation.cluster is None:
         raise ConfigError(validation.problems)
     cluster = validation.cluster
@@ -154,7 +154,7 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
     # A seed with the starter's MAC, key or device ids leaves the Pi unreachable or without its
     # disk: refuse before anything is written.
     section = "nodes" if isinstance(target, Node) else "satellites"
-    left = [_doc.problem(p, f"{message}; replace it before writing {host}'s seed", hint=hint)
+    left = [doc.problem(p, f"{message}; replace it before writing {host}'s seed", hint=hint)
             for p, message, hint in starter_placeholders(cluster)
             if p[0] == "os" or p[:2] == (section, target.index)]
     if left:

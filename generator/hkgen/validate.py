@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import Problem, shown
 from .load import Document, PathKey
-from .model import Cluster, build_model
+from .model import Cluster, Node, Satellite, build_model
 
 __all__ = ["BOARD_MEMORY", "STARTER_SSH_KEY", "Validation", "starter_placeholders", "validate_document"]
 
@@ -723,20 +723,19 @@ def starter_placeholders(cluster: Cluster) -> list[tuple[PathKey, str, str]]:
             if key.split()[1:2] == [key_material]:
                 found.append((("os", "admins", i, "sshKeys", j), "the starter's placeholder key: nobody can log in "
                               "to the Pis with it", "put your own public key here (e.g. ~/.ssh/id_ed25519.pub)"))
-    hosts: list[tuple[str, Any]] = [("nodes", n) for n in cluster.nodes]
-    hosts += [("satellites", s) for s in cluster.satellites]
-    for section, host in hosts:
+    # (section, host, [(field, index, device id)]) of every node and satellite.
+    hosts: list[tuple[str, Node | Satellite, list[tuple[str, int, str]]]] = [
+        ("nodes", n, [("disks", j, d.id) for j, d in enumerate(n.disks)]
+         + [("usbDevices", j, u.id) for j, u in enumerate(n.usb_devices)]) for n in cluster.nodes]
+    hosts += [("satellites", s, [("serialDevices", j, d.id) for j, d in enumerate(s.serial_devices)])
+              for s in cluster.satellites]
+    for section, host, devices in hosts:
         # A wired seed finds its network port by this MAC (a Wi-Fi one does not use it).
-        if host.mac.lower().startswith(STARTER_MAC_PREFIX) and not getattr(host, "wifi", None):
+        if host.mac.lower().startswith(STARTER_MAC_PREFIX) and host.wifi is None:
             found.append(((section, host.index, "mac"), f"the starter's placeholder MAC address: {host.hostname} would "
                           "not configure its network port and stay unreachable",
                           "read the real one on the Pi (cat /sys/class/net/eth0/address) or from your router"))
-        devices = [("disks", d.id) for d in getattr(host, "disks", ())]
-        devices += [("usbDevices", u.id) for u in getattr(host, "usb_devices", ())]
-        devices += [("serialDevices", d.id) for d in getattr(host, "serial_devices", ())]
-        seen: dict[str, int] = {}
-        for field_name, device_id in devices:
-            j = seen[field_name] = seen.get(field_name, -1) + 1
+        for field_name, j, device_id in devices:
             if STARTER_MARK in device_id:
                 folder = "/dev/disk/by-id/" if field_name == "disks" else "/dev/serial/by-id/"
                 found.append(((section, host.index, field_name, j, "id"), f"the starter's placeholder device id: "
