@@ -233,17 +233,24 @@ spec:
 EOF
 }
 
+# "yes" or "no": whether this volume's marker is in the bucket. Fails when the bucket cannot be
+# listed: an unreachable target must never read as "no marker".
+marker_exists() {
+  keys=$(s3_keys "$MARKER") || return 1
+  if printf '%s\n' "$keys" | grep -F -x -q "$MARKER"; then echo yes; else echo no; fi
+}
+
 gate_volume() {
   found=$(kubectl -n "$NAMESPACE" get persistentvolumeclaim "$PVC" --ignore-not-found -o name) ||
     fail ApiError "cannot read PVC $PVC from the Kubernetes API"
   if [ -n "$found" ]; then
     # Without its marker a rebuild would take this volume for a new one and start the app empty
     # although backups of it exist: make sure the marker is there.
-    if ! keys=$(s3_keys "$MARKER"); then
+    if ! have_marker=$(marker_exists); then
       log "warning: cannot read s3://$BUCKET/$MARKER; the next run checks again"
       done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be checked: S3 unreachable)"
     fi
-    if ! printf '%s\n' "$keys" | grep -F -x -q "$MARKER"; then
+    if [ "$have_marker" = no ]; then
       if ! write_marker; then
         log "warning: cannot write s3://$BUCKET/$MARKER; the next run tries again"
         done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be written: S3 unreachable)"
@@ -252,9 +259,9 @@ gate_volume() {
     fi
     done_ok Present "PVC $PVC exists; nothing to restore"
   fi
-  keys=$(s3_keys "$MARKER") ||
+  have_marker=$(marker_exists) ||
     fail TargetUnreachable "cannot read s3://$BUCKET/$MARKER, so whether $PVC existed before is unknown; see the log above"
-  if ! printf '%s\n' "$keys" | grep -F -x -q "$MARKER"; then
+  if [ "$have_marker" = no ]; then
     write_marker || fail TargetUnreachable "cannot write the marker s3://$BUCKET/$MARKER"
     done_ok New "PVC $PVC never existed: marker written, the app creates an empty volume"
   fi
