@@ -1,6 +1,7 @@
 """Changes the GitOps engine cannot apply by itself (transitions.py): a StatefulSet's volume
-templates. `render` compares with the tree on disk, `publish` with the commit the cluster follows;
-both print a located warning with the commands that carry the change out."""
+templates, Longhorn's replica count for existing volumes, a removed StatefulSet's claims. `render`
+compares with the tree on disk, `publish` with the commit the cluster follows; both print a located
+warning with the commands that carry the change out."""
 
 from __future__ import annotations
 
@@ -163,13 +164,15 @@ def test_only_yaml_files_are_compared() -> None:
     assert changes({PurePosixPath("x.yaml"): text}, {}, "c") == []  # unparsable: nothing to compare
 
 
-_SHAPES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["kind", "metadata", "name", "namespace", "spec", "replicas", "volumeClaimTemplates",
-                         "resources", "requests", "storage", "storageClassName", "parameters", "numberOfReplicas"]),
-        inner, max_size=4),
-    max_leaves=12)
+_KEYS = st.sampled_from(["kind", "metadata", "name", "namespace", "spec", "replicas", "volumeClaimTemplates",
+                         "resources", "requests", "storage", "storageClassName", "parameters", "numberOfReplicas"])
+
+
+def _nested(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4)
+
+
+_SHAPES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8), _nested, max_leaves=12)
 
 
 @given(_SHAPES, st.sampled_from(["StatefulSet", "StorageClass"]))
