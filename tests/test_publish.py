@@ -328,12 +328,14 @@ def test_publish_warns_about_what_the_engine_cannot_apply_against_what_the_clust
     text = path.read_text()
     edited = text.replace("    storageGiB: 10\n    backupClass: critical\n  zigbee2mqtt:",
                           "    storageGiB: 16\n    backupClass: critical\n  zigbee2mqtt:", 1)
+    edited = edited.replace("    ip: 192.168.10.26\n", "    ip: 192.168.10.27\n", 1)
     path.write_text(edited.replace("    replicas: 3\n    reservedPercent", "    replicas: 2\n    reservedPercent", 1))
-    assert edited != text and path.read_text() != edited
+    assert edited != text and path.read_text() != edited and "192.168.10.27" in edited
     # Rendered first, as usual: the tree on disk is current, the remote still has the old one.
     assert hkgen("render", "-q", "--no-verify", str(cluster)).returncode == 0
     dry = fast(cluster, dry_run=True)
-    volume, replicas = dry.warnings
+    volume, replicas, network = dry.warnings
+    assert network.file == "clusters/home/nodes/w6/network-config" and "reflash w6" in network.hint
     assert volume.file == "clusters/home/apps/home-assistant/statefulset.yaml"
     assert "size 10Gi -> 16Gi" in volume.message and "patch pvc config-home-assistant-0" in volume.hint
     assert replicas.file == "clusters/home/platform/configs/longhorn-config/storage-classes.yaml"
@@ -394,3 +396,17 @@ def test_publish_without_a_git_identity_refuses_before_writing(work: Path, remot
     assert status(work) == before  # nothing rendered, nothing staged
     dry = fast(work / "clusters" / "home", dry_run=True)
     assert any("publish would fail: git does not know who commits here" in note for note in dry.notes)
+
+
+def test_blob_ids_are_gits_own(tmp_path: Path) -> None:
+    # publish compares network seeds with the remote's by blob id and reads only the changed ones.
+    from hkgen.git import Git
+
+    data = b"network:\n  version: 2\n\xc3\xa4\n"
+    sha1 = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True,
+                          cwd=tmp_path, timeout=30).stdout.decode().strip()
+    assert Git.blob_id(data, sha1) == sha1
+    sha256 = subprocess.run(["git", "hash-object", "--stdin", "--object-format=sha256"], input=data,
+                            capture_output=True, check=False, cwd=tmp_path, timeout=30)
+    if sha256.returncode == 0:  # git 2.29 and later
+        assert Git.blob_id(data, sha256.stdout.decode().strip()) == sha256.stdout.decode().strip()

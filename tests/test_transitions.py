@@ -183,3 +183,18 @@ def test_old_files_of_any_shape_never_raise(body: object, kind: str) -> None:
     tree = _tree()
     changes({STS: old, SC: old}, tree, "c")
     changes(tree, {STS: old, SC: old}, "c")
+
+
+def test_new_network_settings_of_an_existing_pi_say_it_must_be_reflashed() -> None:
+    seed = PurePosixPath("nodes/w6/network-config")
+    old = (HOME_CLUSTER / seed).read_bytes()
+    new = _edit(old, "192.168.10.26/24", "192.168.10.27/24")
+    user_data = PurePosixPath("nodes/w6/user-data")
+    hosts = (HOME_CLUSTER / user_data).read_bytes()
+    (problem,) = changes({seed: old, user_data: hosts}, {seed: new, user_data: hosts + b"# more\n"}, "clusters/home")
+    assert (problem.file, problem.line, problem.col, problem.severity) == ("clusters/home/nodes/w6/network-config",
+                                                                           0, 0, "warning")
+    assert "w6's network settings change" in problem.message and "keeps its current ones" in problem.message
+    assert "hkgen boot-media clusters/home --node w6" in problem.hint
+    # A new Pi (no seed before) and an unchanged one are no transition; other seed files are not compared.
+    assert changes({}, {seed: new}, "c") == [] and changes({seed: old}, {seed: old}, "c") == []

@@ -178,6 +178,25 @@ class Git:
         # Each line is "<commit>:<path>".
         return [line.split(":", 1)[1] for line in out.splitlines() if ":" in line]
 
+    def blob_ids(self, commit: str, folder: str) -> dict[str, str]:
+        """Path (relative to the top) -> blob id of every file below `folder` in `commit`."""
+        text = self.out("ls-tree", "-r", commit, "--", folder)
+        ids = {}
+        for line in text.splitlines():
+            meta, _, path = line.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob":
+                ids[path] = parts[2]
+        return ids
+
+    @staticmethod
+    def blob_id(data: bytes, like: str) -> str:
+        """The id git gives a file holding `data`, in the hash of `like` (SHA-1, or SHA-256 repositories)."""
+        import hashlib
+
+        algorithm = hashlib.sha256 if len(like) == 64 else hashlib.sha1
+        return algorithm(b"blob %d\0" % len(data) + data).hexdigest()
+
     def knows_committer(self) -> bool:
         """True when git can make a commit here: user.name and user.email are set (or derivable)."""
         return self.run("var", "GIT_COMMITTER_IDENT", check=False)[0] == 0

@@ -61,14 +61,22 @@ def _join(folder: str, rel: PurePosixPath | str) -> str:
 
 def _transitions(git: Git, commit: str, folder: str, tree: Mapping[PurePosixPath, bytes]) -> list[Problem]:
     """What the engine cannot apply by itself between the cluster's commit and the new tree."""
-    from .transitions import KINDS, changes
+    from .transitions import KINDS, changes, is_network_seed
 
+    def rel_of(path: str) -> PurePosixPath:
+        return PurePosixPath(path).relative_to(folder) if folder != "." else PurePosixPath(path)
+
+    paths = set(git.files_containing(commit, folder, KINDS))
+    # Network seeds: only those whose content changed are read (one ls-tree, not a read per Pi).
+    for path, blob in git.blob_ids(commit, folder).items():
+        new = tree.get(rel_of(path))
+        if is_network_seed(rel_of(path)) and new is not None and git.blob_id(new, blob) != blob:
+            paths.add(path)
     before = {}
-    for path in git.files_containing(commit, folder, KINDS):
+    for path in sorted(paths):
         text = git.file_at(commit, path)
-        rel = PurePosixPath(path).relative_to(folder) if folder != "." else PurePosixPath(path)
         if text is not None:
-            before[rel] = text.encode("utf-8")
+            before[rel_of(path)] = text.encode("utf-8")
     return changes(before, tree, folder)
 
 

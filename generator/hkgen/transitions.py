@@ -12,6 +12,9 @@ the new one; each change found comes back as a located warning with the commands
   are recreated with the new count, existing volumes keep theirs until they are patched.
 - A StatefulSet with volumes that is no longer rendered leaves its claims (and data) behind: a
   rename starts on an empty volume.
+- A Pi applies its seed only when it is flashed (the instance id never changes): new network
+  settings of an existing node or satellite reach it only when it is reflashed, while the rest
+  of the cluster already uses them.
 
 Objects whose changes the engines can recreate safely (StorageClasses, gate Jobs) carry
 `plan.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
@@ -32,7 +35,8 @@ from .errors import Problem
 from .load import load_generated_all
 from .platform import LONGHORN_NS, STORAGE_CLASSES
 
-__all__ = ["KINDS", "VolumeTemplate", "changes", "statefulset_volumes", "volume_template_changes"]
+__all__ = ["KINDS", "VolumeTemplate", "changes", "is_network_seed", "network_seed_changes", "statefulset_volumes",
+           "volume_template_changes"]
 
 _GROUP_LABEL = "recurring-job-group.longhorn.io/"
 _VCT_LINE = re.compile(r"^( *)volumeClaimTemplates:", re.MULTILINE)
@@ -47,9 +51,34 @@ def changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath,
     """Every change between the files `before` and `after` (paths relative to the cluster folder
     `label`) that needs commands run by hand once it is published, as located warnings.
     """
-    before = {rel: data for rel, data in before.items() if rel.suffix == ".yaml"}
-    after = {rel: data for rel, data in after.items() if rel.suffix == ".yaml"}
-    return volume_template_changes(before, after, label) + replica_changes(before, after, label)
+    objects_before = {rel: data for rel, data in before.items() if rel.suffix == ".yaml"}
+    objects_after = {rel: data for rel, data in after.items() if rel.suffix == ".yaml"}
+    return (volume_template_changes(objects_before, objects_after, label)
+            + replica_changes(objects_before, objects_after, label) + network_seed_changes(before, after, label))
+
+
+def is_network_seed(rel: PurePosixPath) -> bool:
+    """Whether `rel` is the network-config seed of a node or satellite."""
+    return len(rel.parts) == 3 and rel.parts[0] in ("nodes", "satellites") and rel.name == "network-config"
+
+
+def network_seed_changes(before: Mapping[PurePosixPath, bytes], after: Mapping[PurePosixPath, bytes],
+                         label: str) -> list[Problem]:
+    """A warning per existing node or satellite whose network settings change."""
+    problems = []
+    for rel, data in sorted(after.items()):
+        if is_network_seed(rel) and rel in before and before[rel] != data:
+            host = rel.parts[1]
+            problems.append(Problem(
+                f"{label}/{rel}", 0, 0, "$",
+                f"{host}'s network settings change (address, gateway, DNS or Wi-Fi); a Pi applies its seed "
+                f"only when it is flashed, so {host} keeps its current ones while the rest of the cluster "
+                "already uses the new",
+                hint=f"reflash {host} with its new seed (`hkgen boot-media {label} --node {host}`), one Pi at a "
+                     "time, as RECOVERY.md 'A node died: replace it' describes",
+                severity="warning",
+            ))
+    return problems
 
 
 @dataclass(frozen=True)
