@@ -168,7 +168,7 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
                          "first")
     inputs = {PurePosixPath("cluster.yaml"), PurePosixPath(rendering.plan.cluster.secrets_file)}
     produced = {*rendering.tree, PurePosixPath(MANIFEST)}
-    committed = git.file_at("HEAD", _join(folder, MANIFEST)) if git.head() is not None else None
+    committed = git.file_at("HEAD", _join(folder, MANIFEST))  # None before the first commit too
     retired = set(parse_manifest(committed, f"HEAD:{_join(folder, MANIFEST)}")) - produced if committed else set()
     drift = _drift(entries, folder, produced | inputs | set(read_manifest(root)), retired)
     if drift:
