@@ -29,8 +29,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "generator"))
 
-from hkgen.load import load_file  # noqa: E402
-from hkgen.yamlio import dump  # noqa: E402
+from hkgen.config.load import load_file  # noqa: E402
+from hkgen.core.yamlio import dump  # noqa: E402
 
 HKGEN = [sys.executable, "-m", "hkgen"]
 TARGETS = {
@@ -133,9 +133,9 @@ def make_secrets(cluster_dir: Path) -> None:
 
     import pyrage
 
-    from hkgen.load import load_file as lf
-    from hkgen.secrets import required_keys, sops_command
-    from hkgen.validate import validate_document
+    from hkgen.config.load import load_file as lf
+    from hkgen.config.secrets import required_keys, sops_command
+    from hkgen.validation.validate import validate_document
 
     key = pyrage.x25519.Identity.generate()
     doc = lf(cluster_dir / "cluster.yaml")
@@ -144,7 +144,7 @@ def make_secrets(cluster_dir: Path) -> None:
     result = validate_document(lf(cluster_dir / "cluster.yaml"))
     if result.cluster is None:
         raise SystemExit("synthetic cluster invalid:\n" + "\n".join(p.format() for p in result.problems))
-    from hkgen.scaffold import _generate
+    from hkgen.ops.scaffold import _generate
 
     values: dict[str, str] = {}
     for k in required_keys(result.cluster):

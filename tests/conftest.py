@@ -111,10 +111,10 @@ def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tu
 
     import pyrage
 
-    from hkgen.load import load_file
-    from hkgen.secrets import required_keys, sops_command
-    from hkgen.validate import validate_document
-    from hkgen.yamlio import dump
+    from hkgen.config.load import load_file
+    from hkgen.config.secrets import required_keys, sops_command
+    from hkgen.core.yamlio import dump
+    from hkgen.validation.validate import validate_document
 
     identity = pyrage.x25519.Identity.generate()
     key_file = cluster_dir.parent.parent / f"{cluster_dir.name}.agekey"
@@ -129,7 +129,7 @@ def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tu
     result = validate_document(load_file(cluster_file))
     if result.cluster is None:
         raise AssertionError("cluster invalid: " + "; ".join(p.format() for p in result.errors))
-    from hkgen.scaffold import _generate
+    from hkgen.ops.scaffold import _generate
 
     generated: dict[str, str] = {}
     for need in required_keys(result.cluster):

@@ -22,18 +22,18 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from hkgen import workloads
-from hkgen.capacity import all_workloads
-from hkgen.catalogue import Volume, holds, load_catalogue
-from hkgen.errors import ConfigError
-from hkgen.kustomize import build
-from hkgen.load import load_file
-from hkgen.model import Cluster
-from hkgen.render import render_file
-from hkgen.schema import default_versions
-from hkgen.secrets import required_keys
-from hkgen.validate import validate_document
-from hkgen.yamlio import make_yaml
+from hkgen.analysis.capacity import all_workloads
+from hkgen.areas import workloads
+from hkgen.config.catalogue import Volume, holds, load_catalogue
+from hkgen.config.load import load_file
+from hkgen.config.model import Cluster
+from hkgen.config.schema import default_versions
+from hkgen.config.secrets import required_keys
+from hkgen.core.errors import ConfigError
+from hkgen.core.yamlio import make_yaml
+from hkgen.render.jinja import render_file
+from hkgen.validation.validate import validate_document
+from hkgen.verify.kustomize import build
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / "clusters" / "home" / "cluster.yaml"
@@ -221,7 +221,7 @@ def test_images_and_charts_are_pinned() -> None:
 
 def test_names_agree_with_the_platform() -> None:
     """Storage and priority class names the apps use are the ones the platform creates."""
-    from hkgen import platform
+    from hkgen.areas import platform
 
     for backup_class in ("critical", "local", "none"):
         assert Volume("v", 1, backup_class).storage_class == platform.storage_class(backup_class)
@@ -612,7 +612,7 @@ def test_network_identity_comes_from_the_secrets_file(reference: Rendered) -> No
 
 
 def test_without_the_frontend_no_token_is_needed(tmp_path: Path) -> None:
-    from hkgen.secrets import required_keys
+    from hkgen.config.secrets import required_keys
 
     with_frontend = {k.name for k in required_keys(load_cluster(REPO / "clusters/home/cluster.yaml"))}
     cluster = variant(tmp_path, lambda d: d["apps"]["zigbee2mqtt"].update(frontend=False))
@@ -976,7 +976,8 @@ def test_full_render_places_and_verifies_every_app(home_copy: Path) -> None:
 
 
 def test_the_catalogue_is_cached_by_content_and_survives_a_broken_cache(tmp_path: Path, monkeypatch) -> None:
-    from hkgen import catalogue, resources
+    from hkgen.config import catalogue
+    from hkgen.core import resources
 
     load = catalogue.load_catalogue.__wrapped__  # past the per-process cache
     monkeypatch.setattr(resources, "_CACHE", [tmp_path / "cache"])
@@ -1000,7 +1001,8 @@ def test_the_catalogue_is_cached_by_content_and_survives_a_broken_cache(tmp_path
 
 
 def test_without_a_cache_folder_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
-    from hkgen import catalogue, resources
+    from hkgen.config import catalogue
+    from hkgen.core import resources
 
     monkeypatch.setattr(resources, "_CACHE", [])
     assert catalogue._cache_file(REPO / "apps") is None

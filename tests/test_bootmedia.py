@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hkgen.bootmedia import merge_cmdline, write_boot_media
-from hkgen.cloudinit_check import check_seed_file, placeholders
-from hkgen.errors import ToolError, UsageError
-from hkgen.seeds import host_files
+from hkgen.areas.seeds import host_files
+from hkgen.core.errors import ToolError, UsageError
+from hkgen.ops.bootmedia import merge_cmdline, write_boot_media
+from hkgen.verify.cloudinit import check_seed_file, placeholders
 from test_seeds import release, render_seeds, variant
 
 TOKEN = "t0k3nt0k3nt0k3nt0k3nt0k3nt0k3n42"  # noqa: S105 - test value
@@ -181,7 +181,7 @@ def test_secrets_are_quoted_by_the_templates_not_pasted(tmp_path: Path) -> None:
     cluster = variant(tmp_path, release("24.04"))
     nasty = "- [x]: {y} & *z | >w #' \""
     files = host_files(cluster, "w6", {"JOIN_TOKEN": "b" * 32, "WIFI_PASSPHRASE_HOME_IOT": nasty})
-    from hkgen.render import render_file
+    from hkgen.render.jinja import render_file
 
     (net,) = [f for f in files if f.path.name == "network-config"]
     body = render_file(net, {"cluster": cluster, "components": ()}, "x").decode()

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from hkgen.load import load_file
-from hkgen.scaffold import _generate
-from hkgen.secrets import SecretKey, required_keys, sops_command
-from hkgen.validate import validate_document
-from hkgen.yamlio import dump
+from hkgen.config.load import load_file
+from hkgen.config.secrets import SecretKey, required_keys, sops_command
+from hkgen.core.yamlio import dump
+from hkgen.ops.scaffold import _generate
+from hkgen.validation.validate import validate_document
 
 CASES = Path(__file__).resolve().parent / "cases"
 REPO = CASES.parents[1]
@@ -236,7 +236,7 @@ def test_every_case_has_its_expectation() -> None:
 
 def _rule_calls() -> dict[tuple[int, int], str]:
     """Source line ranges of every `self.err(...)`/`self.warn(...)` call in validate._Checks."""
-    import hkgen.validate as module
+    import hkgen.validation.validate as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     checks = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Checks")
@@ -261,8 +261,8 @@ def _cluster_files() -> Iterator[Path]:
 def test_every_semantic_rule_has_a_case(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the validator in-process over the corpus and record which rule call sites fired: a rule
     added to validate.py without an example case fails here, naming the rule."""
-    import hkgen.validate as module
-    from hkgen.errors import ConfigError
+    import hkgen.validation.validate as module
+    from hkgen.core.errors import ConfigError
 
     fired: set[int] = set()
 

@@ -24,8 +24,8 @@ try:
 except ImportError as err:
     raise ImportError("tests/test_chartcheck.py needs the charts extra: pip install -e '.[dev,charts]'") from err
 
-from hkgen import chartcheck
-from hkgen.chartcheck import (
+from hkgen.verify import charts as chartcheck
+from hkgen.verify.charts import (
     ChartIndex,
     ReleaseResult,
     Report,

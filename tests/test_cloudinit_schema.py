@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hkgen import cloudinit_check
-from hkgen.load import Document, load_generated
+from hkgen.config.load import Document, load_generated
+from hkgen.verify import cloudinit as cloudinit_check
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DATA = sorted((REPO / "clusters/home").glob("*/*/user-data"))

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from conftest import HOME_CLUSTER, secret_in, write_secrets
-from hkgen import gitops, platform
-from hkgen.errors import RenderError
+from hkgen.areas import gitops, platform
+from hkgen.areas.output import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
+from hkgen.config.secrets import required_keys
+from hkgen.core.errors import RenderError
 from hkgen.pipeline import Rendering, render_cluster
-from hkgen.plan import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
-from hkgen.secrets import required_keys
-from hkgen.verify import kustomize_roots
+from hkgen.verify.tree import kustomize_roots
 
 # Distinctive values: the tree is searched for them.
 KNOWN = {
@@ -319,7 +319,7 @@ def _flux_substitution(text: str, values: dict[str, str]) -> list[Any]:
 
 @pytest.mark.skipif(shutil.which("awk") is None or shutil.which("kubectl") is None, reason="needs awk and kubectl")
 def test_argocd_plugin_substitutes_exactly_like_flux(argo: Rendered) -> None:
-    from hkgen.secrets import sops_command
+    from hkgen.config.secrets import sops_command
 
     plugin = yaml.safe_load(argo.docs("argocd/cmp-plugin.yaml")[0]["data"]["plugin.yaml"])
     command = [*plugin["spec"]["generate"]["command"], *plugin["spec"]["generate"]["args"]]
@@ -354,7 +354,7 @@ def test_argocd_plugin_substitutes_exactly_like_flux(argo: Rendered) -> None:
 
 
 def test_argocd_plugin_fails_without_the_age_key(argo: Rendered) -> None:
-    from hkgen.secrets import sops_command
+    from hkgen.config.secrets import sops_command
 
     plugin = yaml.safe_load(argo.docs("argocd/cmp-plugin.yaml")[0]["data"]["plugin.yaml"])
     command = [*plugin["spec"]["generate"]["command"], *plugin["spec"]["generate"]["args"]]

@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from hkgen.output.write import MANIFEST, write_tree
 from hkgen.pipeline import render_cluster
-from hkgen.write import MANIFEST, write_tree
 
 REPO = Path(__file__).resolve().parents[1]
 USER_FILES = {"cluster.yaml", "secrets.sops.yaml"}
@@ -51,7 +51,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     engine: str = request.param
     rendering = render_cluster(_inputs(tmp_path_factory.mktemp(engine), engine))
     tree = dict(rendering.tree)
-    from hkgen.write import manifest_bytes
+    from hkgen.output.write import manifest_bytes
 
     tree[PurePosixPath(MANIFEST)] = manifest_bytes(rendering.tree)
     if os.environ.get("HKGEN_UPDATE_GOLDEN") == "1":

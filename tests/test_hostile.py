@@ -33,8 +33,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from hkgen.load import load_file
-from hkgen.yamlio import dump
+from hkgen.config.load import load_file
+from hkgen.core.yamlio import dump
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / "clusters" / "home"
@@ -391,9 +391,9 @@ def test_schema_accepted_names_plan_paths_inside_the_cluster_folder(node: str, n
     and every planned output stays inside the cluster folder."""
     from pathlib import PurePosixPath
 
-    from hkgen.load import load_text
-    from hkgen.plan import build_plan
-    from hkgen.validate import validate_document
+    from hkgen.areas.output import build_plan
+    from hkgen.config.load import load_text
+    from hkgen.validation.validate import validate_document
 
     assume(node not in ("cp2", "cp3") and app not in ("mosquitto", "zigbee2mqtt"))
     data = copy.deepcopy(_NAMED)

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from conftest import secret_in
-from hkgen.errors import UsageError
-from hkgen.scaffold import PLACEHOLDER_SSH_KEY, Answers, init_repository, read_recipient, starter_layout
-from hkgen.secrets import decrypt, required_keys
+from hkgen.config.secrets import decrypt, required_keys
+from hkgen.core.errors import UsageError
+from hkgen.ops.scaffold import PLACEHOLDER_SSH_KEY, Answers, init_repository, read_recipient, starter_layout
 
 
 def tree_of(root: Path) -> set[str]:
@@ -64,7 +64,7 @@ def test_generated_files_agree_on_the_key_and_the_rules(tmp_path: Path) -> None:
     text = (repo / "clusters" / "lake" / "secrets.sops.yaml").read_text()
     assert recipient in text and "ENC[AES256_GCM" in text
     values = decrypt(repo / "clusters" / "lake" / "secrets.sops.yaml", age_key_file=key)
-    from hkgen.scaffold import load_cluster
+    from hkgen.ops.scaffold import load_cluster
 
     model, _ = load_cluster(repo / "clusters" / "lake")
     assert set(values) == {k.name for k in required_keys(model)}
@@ -85,10 +85,10 @@ def test_local_hooks_in_the_template_match_the_published_hooks(tmp_path: Path, r
 
 
 def test_hooks_repo_option_pins_hkgen_hook_repository(tmp_path: Path) -> None:
-    answers = Answers(hooks_repo="https://example.invalid/hkgen.git", hooks_rev="v9.9.9")
+    answers = Answers(hooks_repo="https://example.invalid/hkgen.ops.git", hooks_rev="v9.9.9")
     created = init_repository(tmp_path / "r", answers, tmp_path / "k.agekey")
     config = yaml.safe_load((created.repo / ".pre-commit-config.yaml").read_text())
-    assert config == {"repos": [{"repo": "https://example.invalid/hkgen.git", "rev": "v9.9.9",
+    assert config == {"repos": [{"repo": "https://example.invalid/hkgen.ops.git", "rev": "v9.9.9",
                                  "hooks": [{"id": "hkgen-validate"}, {"id": "hkgen-render-check"}]}]}
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from hkgen import k8s_check
-from hkgen.load import load_text
-from hkgen.model import Cluster
-from hkgen.plan import Component, OutputFile, Plan, freeze
-from hkgen.render import Rendered
-from hkgen.validate import validate_document
-from hkgen.verify import Built
+from hkgen.areas.output import Component, OutputFile, Plan, freeze
+from hkgen.config.load import load_text
+from hkgen.config.model import Cluster
+from hkgen.render.jinja import Rendered
+from hkgen.validation.validate import validate_document
+from hkgen.verify import k8s as k8s_check
+from hkgen.verify.tree import Built
 
 MINOR = "1.34"
 
@@ -171,8 +171,8 @@ def test_components_are_planned_with_valid_objects(cluster: Cluster) -> None:
     """Every platform object as rendered validates on its own (fast, without kustomize)."""
     import yaml
 
-    from hkgen import platform
-    from hkgen.render import render_file
+    from hkgen.areas import platform
+    from hkgen.render.jinja import render_file
 
     comps: list[Component] = platform.components(cluster)
     checked = 0

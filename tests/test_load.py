@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hkgen.errors import ConfigError, Problem, UsageError, printable, shown
-from hkgen.load import MAX_BYTES, MAX_DEPTH, MAX_NODES, Document, json_path, load_bytes, load_file, load_text
-from hkgen.validate import validate_document
-from hkgen.yamlio import dump
+from hkgen.config.load import MAX_BYTES, MAX_DEPTH, MAX_NODES, Document, json_path, load_bytes, load_file, load_text
+from hkgen.core.errors import ConfigError, Problem, UsageError, printable, shown
+from hkgen.core.yamlio import dump
+from hkgen.validation.validate import validate_document
 
 CASES = Path(__file__).resolve().parent / "cases"
 BASE_TEXT = (CASES / "valid" / "ha-three-nodes.yaml").read_text()

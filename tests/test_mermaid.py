@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from hkgen.areas.readme import label
+from hkgen.core.proc import run
 from hkgen.pipeline import render_cluster
-from hkgen.proc import run
-from hkgen.readme import label
 
 HOME_CLUSTER = Path(__file__).resolve().parents[1] / "clusters" / "home"
 TOOLS = Path(os.environ.get("HKGEN_TOOLS_DIR", "/opt/hkgen-tools"))

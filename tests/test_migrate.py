@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hkgen.load import load_text
-from hkgen.migrate import CURRENT, migrate_text
-from hkgen.validate import validate_document
+from hkgen.config.load import load_text
+from hkgen.config.migrate import CURRENT, migrate_text
+from hkgen.validation.validate import validate_document
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hkgen import seeds
-from hkgen.render import render_file
+from hkgen.areas import seeds
+from hkgen.render.jinja import render_file
 from test_seeds import render_seeds, text, variant
 
 NETPLAN = shutil.which("netplan")
@@ -113,7 +113,7 @@ def test_wifi_node_with_awkward_ssid_and_real_passphrase(tmp_path: Path) -> None
 
 
 def test_netplan_and_the_hkgen_schema_refuse_the_same_mistake(reference, tmp_path: Path) -> None:
-    from hkgen.cloudinit_check import check_seed_file
+    from hkgen.verify.cloudinit import check_seed_file
 
     _cluster, tree = reference
     broken = text(tree, "nodes", "w2", "network-config").replace("dhcp4: false", "dhcp4: maybe")

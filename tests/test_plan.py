@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from hkgen.catalogue import load_catalogue
-from hkgen.load import load_file
-from hkgen.model import Cluster, build_model
-from hkgen.resilience import DEFAULT_POLICY, DEFAULTS, analyse
-from hkgen.schema import apply_defaults, default_versions
+from hkgen.analysis.resilience import DEFAULT_POLICY, DEFAULTS, analyse
+from hkgen.config.catalogue import load_catalogue
+from hkgen.config.load import load_file
+from hkgen.config.model import Cluster, build_model
+from hkgen.config.schema import apply_defaults, default_versions
 
 REFERENCE = Path(__file__).resolve().parents[1] / "clusters" / "home" / "cluster.yaml"
 
@@ -149,9 +149,9 @@ def test_cli_plan_runs(hkgen, repo: Path, fmt: str) -> None:
 
 
 def test_figures_come_from_the_rendered_tree_and_agree_with_the_model() -> None:
-    from hkgen.plan import build_plan
-    from hkgen.render import render_plan
-    from hkgen.resilience import rendered_settings
+    from hkgen.analysis.resilience import rendered_settings
+    from hkgen.areas.output import build_plan
+    from hkgen.render.jinja import render_plan
 
     c = model(reference_data())
     settings = rendered_settings(render_plan(build_plan(c)))

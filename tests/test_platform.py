@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from hkgen import platform
-from hkgen.load import load_text
-from hkgen.model import Cluster
-from hkgen.plan import Component
-from hkgen.validate import validate_document
+from hkgen.areas import platform
+from hkgen.areas.output import Component
+from hkgen.config.load import load_text
+from hkgen.config.model import Cluster
+from hkgen.validation.validate import validate_document
 
 # Upstream chart sources for offline checks (read-only reference data outside the repository).
 SHARED_CHARTS = Path(os.environ.get("HKGEN_SHARED_CHARTS", Path(__file__).resolve().parents[2] / "shared" / "charts"))
@@ -257,7 +257,7 @@ def test_multi_disk_nodes_get_a_disk_config_and_user_labels(repo: Path) -> None:
 
 
 def _script(cluster: Cluster) -> str:
-    from hkgen.render import render_file
+    from hkgen.render.jinja import render_file
 
     comp = by_name(platform.components(cluster))["node-labels"]
     text = render_file(_file(comp, "script.yaml"), {"cluster": cluster, "components": ()}, "test").decode()
@@ -295,8 +295,8 @@ def test_node_label_script_labels_only_joined_nodes(home: Cluster, tmp_path: Pat
 
 
 def test_namespaces_cover_every_component_but_not_the_distributions(home: Cluster) -> None:
-    from hkgen.render import render_file
-    from hkgen.workloads import components as app_components
+    from hkgen.areas.workloads import components as app_components
+    from hkgen.render.jinja import render_file
 
     comps = [*platform.components(home), *app_components(home)]
     import yaml

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hkgen import proc
-from hkgen.errors import Problem
+from hkgen.core import proc
+from hkgen.core.errors import Problem
 
 PARENT = os.getpid()
 

@@ -15,9 +15,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from hkgen.errors import UsageError, WriteError
-from hkgen.publish import publish
-from hkgen.write import MANIFEST
+from hkgen.core.errors import UsageError, WriteError
+from hkgen.ops.publish import publish
+from hkgen.output.write import MANIFEST
 
 HOME = Path(__file__).resolve().parents[1] / "clusters" / "home"
 
@@ -374,8 +374,8 @@ def test_files_render_removed_are_published_as_deletions(work: Path, remote: Pat
 
 
 def test_a_rename_staged_by_an_earlier_publish_is_a_retired_file_plus_a_new_one() -> None:
-    from hkgen.git import StatusEntry
-    from hkgen.publish import _drift
+    from hkgen.ops.git import StatusEntry
+    from hkgen.ops.publish import _drift
 
     produced = {PurePosixPath("apps/z/statefulset-house.yaml")}
     retired = {PurePosixPath("apps/z/statefulset-home.yaml")}
@@ -400,7 +400,7 @@ def test_publish_without_a_git_identity_refuses_before_writing(work: Path, remot
 
 def test_blob_ids_are_gits_own(tmp_path: Path) -> None:
     # publish compares network seeds with the remote's by blob id and reads only the changed ones.
-    from hkgen.git import Git
+    from hkgen.ops.git import Git
 
     data = b"network:\n  version: 2\n\xc3\xa4\n"
     sha1 = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True,

@@ -44,7 +44,7 @@ def test_wheel_ships_data_and_works_outside_the_checkout(repo: Path, tmp_path: P
     for name in ("cluster.yaml", "secrets.sops.yaml"):
         (cluster / name).write_bytes((repo / "clusters" / "home" / name).read_bytes())
     run = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                          "import hkgen.resources as r; assert 'site' in str(r.data_dir('apps')); "
+                          "import hkgen.core.resources as r; assert 'site' in str(r.data_dir('apps')); "
                           "from hkgen.cli import main; sys.exit(main(['validate', sys.argv[2]]))",
                           str(site), str(cluster)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          check=False, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hkgen import readme, schemadoc
+from hkgen.areas import readme
+from hkgen.config import schemadoc
+from hkgen.config.schema import cluster_schema
 from hkgen.pipeline import render_cluster
-from hkgen.schema import cluster_schema
 
 NODES = {  # hostname: (role, dqlite, ip, boots from, disk GB)
     "cp1": ("control plane", "voter", "192.168.10.11", "USB SSD", "500 GB"),
@@ -126,7 +127,7 @@ def test_readme_links_the_runbook_and_states_the_plan(home: tuple[Any, dict[str,
     result, files = home
     text = files["README.md"]
     assert "[recovery runbook](RECOVERY.md)" in text and "RECOVERY.md" in files
-    from hkgen.resilience import analyse, report
+    from hkgen.analysis.resilience import analyse, report
 
     plan = report(analyse(result.plan.cluster))
     assert f"{plan['control_plane']['failures_in_a_row_tolerated']} control-plane failure in a row tolerated" in text
@@ -142,7 +143,7 @@ def test_readme_links_the_runbook_and_states_the_plan(home: tuple[Any, dict[str,
 def test_readme_holds_every_diagram(home: tuple[Any, dict[str, str]]) -> None:
     result, files = home
     blocks = FENCE.findall(files["README.md"])
-    from hkgen.resilience import analyse, report
+    from hkgen.analysis.resilience import analyse, report
 
     made = readme.diagrams(result.plan.cluster, list(result.plan.components), report(analyse(result.plan.cluster)))
     assert blocks == [made["topology"], made["convergence"], made["recovery"], made["power-cut"]]
@@ -408,7 +409,7 @@ def test_user_docs_name_real_commands(hkgen: Any, repo: Path) -> None:
 
 
 def test_readme_lists_the_secret_keys_without_values(home: tuple[Any, dict[str, str]]) -> None:
-    from hkgen.secrets import required_keys
+    from hkgen.config.secrets import required_keys
 
     result, files = home
     rows = table_rows(files["README.md"], "key")

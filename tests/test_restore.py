@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from hkgen import restore
+from hkgen.areas import restore
 from hkgen.pipeline import Rendering, render_cluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def test_without_restore_on_rebuild_no_gate_but_backups(tmp_path: Path) -> None:
 
 
 def test_chart_made_critical_volume_is_refused(tmp_path: Path) -> None:
-    from hkgen.errors import ConfigError
+    from hkgen.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot restore volume prometheus-db"):
         _render(tmp_path, {"    backupClass: local\n    thanos: true": "    backupClass: critical\n    thanos: true"})

@@ -9,7 +9,9 @@ from types import ModuleType
 
 import pytest
 
-from hkgen import pipeline, proc, verify
+from hkgen import pipeline
+from hkgen.core import proc
+from hkgen.verify import tree as verify
 
 
 def _bench(repo: Path) -> ModuleType:

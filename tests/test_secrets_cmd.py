@@ -12,8 +12,8 @@ import pyrage
 import pytest
 
 from conftest import secret_in
-from hkgen.scaffold import PLACEHOLDER, _generate, load_cluster
-from hkgen.secrets import decrypt, required_keys
+from hkgen.config.secrets import decrypt, required_keys
+from hkgen.ops.scaffold import PLACEHOLDER, _generate, load_cluster
 
 
 def fresh_key(cluster: Path) -> Path:

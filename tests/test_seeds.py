@@ -29,13 +29,15 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from hkgen import cloudinit_check, seeds, verify
-from hkgen.errors import RenderError
-from hkgen.load import load_file
-from hkgen.model import Cluster
-from hkgen.plan import Plan
-from hkgen.render import render_file
-from hkgen.validate import validate_document
+from hkgen.areas import seeds
+from hkgen.areas.output import Plan
+from hkgen.config.load import load_file
+from hkgen.config.model import Cluster
+from hkgen.core.errors import RenderError
+from hkgen.render.jinja import render_file
+from hkgen.validation.validate import validate_document
+from hkgen.verify import cloudinit as cloudinit_check
+from hkgen.verify import tree as verify
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_FILES = REPO / "templates" / "cloud-init" / "files"
@@ -451,8 +453,8 @@ def _check(kind: str, body: str, *, node: bool = True) -> list[str]:
 
 @pytest.mark.parametrize("forked", [False, True], ids=["inline", "forked"])
 def test_render_verification_fails_on_a_broken_seed_with_its_location(reference, monkeypatch, forked) -> None:
-    from hkgen import proc
-    from hkgen.errors import VerifyError
+    from hkgen.core import proc
+    from hkgen.core.errors import VerifyError
 
     children = []
 
@@ -579,12 +581,12 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     # More hosts than windows share the workers' windows, never a control plane's
     import copy
 
-    from hkgen.catalogue import load_catalogue
-    from hkgen.load import load_file, load_text
-    from hkgen.model import build_model
-    from hkgen.schema import apply_defaults, default_versions
-    from hkgen.validate import validate_document
-    from hkgen.yamlio import dump
+    from hkgen.config.catalogue import load_catalogue
+    from hkgen.config.load import load_file, load_text
+    from hkgen.config.model import build_model
+    from hkgen.config.schema import apply_defaults, default_versions
+    from hkgen.core.yamlio import dump
+    from hkgen.validation.validate import validate_document
 
     data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
     data["os"]["upgrades"]["staggerMinutes"] = 240  # six 4-hour windows a day for 11 hosts
@@ -617,12 +619,12 @@ def test_microk8s_older_than_the_launch_config_format_is_refused() -> None:
     """1.27 reads launch configs only up to 0.1.0: the schema refuses it, and seeds would too."""
     import copy
 
-    from hkgen.catalogue import load_catalogue
-    from hkgen.load import load_file, load_text
-    from hkgen.model import build_model
-    from hkgen.schema import apply_defaults, default_versions
-    from hkgen.validate import validate_document
-    from hkgen.yamlio import dump
+    from hkgen.config.catalogue import load_catalogue
+    from hkgen.config.load import load_file, load_text
+    from hkgen.config.model import build_model
+    from hkgen.config.schema import apply_defaults, default_versions
+    from hkgen.core.yamlio import dump
+    from hkgen.validation.validate import validate_document
 
     data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
     data["microk8s"]["channel"] = "1.27/stable"
@@ -743,7 +745,7 @@ def test_node_metadata(reference) -> None:
 
 def test_platform_labeller_applies_what_node_metadata_says(reference) -> None:
     """The labels are applied cluster-side by the platform's node-labels component; hold the two together."""
-    from hkgen.plan import build_plan
+    from hkgen.areas.output import build_plan
 
     cluster, _plan, _tree = reference
     plan = build_plan(cluster)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import HOME_CLUSTER
-from hkgen.transitions import KINDS, changes, statefulset_volumes, volume_template_changes
+from hkgen.output.transitions import KINDS, changes, statefulset_volumes, volume_template_changes
 
 STS = PurePosixPath("apps/home-assistant/statefulset.yaml")
 SC = PurePosixPath("platform/configs/longhorn-config/storage-classes.yaml")

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hkgen import write
-from hkgen.errors import WriteError
-from hkgen.write import MANIFEST, check_tree, diff_text, plan_changes, recover, write_tree
+from hkgen.core.errors import WriteError
+from hkgen.output import write
+from hkgen.output.write import MANIFEST, check_tree, diff_text, plan_changes, recover, write_tree
 
 P = PurePosixPath
 
@@ -361,7 +361,7 @@ def test_unreadable_journal_is_reported_not_guessed(root: Path) -> None:
 _KILL_SCRIPT = """
 import sys
 from pathlib import Path, PurePosixPath
-from hkgen.write import write_tree
+from hkgen.output.write import write_tree
 root, gen = Path(sys.argv[1]), sys.argv[2]
 tree = {PurePosixPath(f"d{i % 7}/f{i}.yaml"): f"{gen} {i}\\n".encode() * 40 for i in range(60)}
 if gen == "new":

@@ -17,8 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from hkgen.load import load_text
-from hkgen.yamlio import _fast_dump, dump, dump_all, make_yaml, needs_quotes, scalar
+from hkgen.config.load import load_text
+from hkgen.core.yamlio import _fast_dump, dump, dump_all, make_yaml, needs_quotes, scalar
 
 _RUAMEL = YAML(typ="safe", pure=True)
 _LOADERS_11 = [pyyaml.SafeLoader] + ([pyyaml.CSafeLoader] if hasattr(pyyaml, "CSafeLoader") else [])

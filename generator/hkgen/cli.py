@@ -54,7 +54,7 @@ def _template_cache() -> None:
     """
     from pathlib import Path
 
-    from .resources import set_cache_dir
+    from .core.resources import set_cache_dir
 
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     set_cache_dir(Path(base) / "hkgen")
@@ -63,7 +63,7 @@ def _template_cache() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hkgen` console script."""
     from .commands._common import err, out
-    from .errors import HkgenError, ProblemsError
+    from .core.errors import HkgenError, ProblemsError
 
     for stream in (sys.stdout, sys.stderr):
         # A non-UTF-8 terminal must not turn a message with 'é' into a crash.

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, UsageError
-from .load import Document, load_file
-from .validate import Validation, validate_document
+from .config.load import Document, load_file
+from .core.errors import ConfigError, UsageError
+from .validation.validate import Validation, validate_document
 
 if TYPE_CHECKING:
-    from .plan import Plan
-    from .render import Rendered
+    from .areas.output import Plan
+    from .render.jinja import Rendered
 
 __all__ = ["Rendering", "cluster_file_for", "render_cluster", "validate_cluster"]
 
@@ -56,7 +56,7 @@ def validate_cluster(path: Path) -> tuple[Document, Validation]:
     doc = load_file(file, display_name(file))
     result = validate_document(doc)
     if result.cluster is not None:
-        from .secrets import check_secrets_file
+        from .config.secrets import check_secrets_file
 
         extra = check_secrets_file(result.cluster, file.parent, doc)
         if extra:
@@ -83,9 +83,9 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     `progress` (if given) hears the name of each stage as it starts: the CLI shows it on a
     terminal, since a large cluster takes seconds.
     """
-    from .plan import build_plan
-    from .render import render_plan
-    from .verify import verify as verify_tree
+    from .areas.output import build_plan
+    from .render.jinja import render_plan
+    from .verify.tree import verify as verify_tree
 
     say = progress or (lambda _stage: None)
     file = cluster_file_for(path)

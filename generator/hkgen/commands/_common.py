@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 __all__ = ["EXIT_CODES", "age_key_file", "cluster_paths", "err", "out"]
 
@@ -50,7 +50,7 @@ def age_key_file(option: str | Path | None, cluster_name: str) -> Path | None:
     SOPS_AGE_KEY is set (sops reads them itself), else hkgen's key of this cluster if it exists
     (`hkgen init` writes it to ~/.config/hkgen/<cluster>.agekey), else none (sops' own default).
     """
-    from ..scaffold import default_key_file
+    from ..ops.scaffold import default_key_file
 
     if option:
         path = Path(option)

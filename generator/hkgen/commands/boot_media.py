@@ -32,13 +32,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the seed and list what was written."""
-    from ..bootmedia import write_boot_media
+    from ..ops.bootmedia import write_boot_media
 
     (cluster_file,) = cluster_paths([args.path])
     key = args.age_key
     if key is None:
-        from ..errors import ConfigError
-        from ..scaffold import load_cluster
+        from ..core.errors import ConfigError
+        from ..ops.scaffold import load_cluster
 
         try:
             key = age_key_file(None, load_cluster(cluster_file)[0].name)

@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print, write or check the reference."""
-    from ..schemadoc import reference, reference_file
+    from ..config.schemadoc import reference, reference_file
 
     text = reference()
     if not (args.write or args.check):

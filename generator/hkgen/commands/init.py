@@ -74,7 +74,7 @@ def _zone_problem(text: str) -> str | None:
 
 
 def _checked(value: str, problem: str | None, flag: str) -> str:
-    from ..errors import UsageError
+    from ..core.errors import UsageError
 
     if problem:
         raise UsageError(f"{flag} {value!r}: {problem}")
@@ -92,7 +92,7 @@ CHECKS: dict[str, Callable[[str], str | None]] = {
 
 
 def _ssh_key(args: argparse.Namespace) -> str | None:
-    from ..errors import UsageError
+    from ..core.errors import UsageError
 
     candidates = [Path(args.ssh_key)] if args.ssh_key else [Path.home() / ".ssh" / n for n in _SSH_KEYS]
     for path in candidates:
@@ -108,7 +108,7 @@ def _ssh_key(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Ask what is missing, create the repository, and say what to do next."""
-    from ..scaffold import Answers, default_key_file, init_repository
+    from ..ops.scaffold import Answers, default_key_file, init_repository
 
     defaults = Answers()
     given = {"name": args.name, "nodes": None if args.nodes is None else str(args.nodes), "engine": args.engine,

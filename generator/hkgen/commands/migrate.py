@@ -25,11 +25,11 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from ..errors import ConfigError
-    from ..load import load_file, load_text
-    from ..migrate import migrate_text
+    from ..config.load import load_file, load_text
+    from ..config.migrate import migrate_text
+    from ..core.errors import ConfigError
     from ..pipeline import display_name
-    from ..validate import validate_document
+    from ..validation.validate import validate_document
 
     status = 0
     for path in cluster_paths(args.paths):

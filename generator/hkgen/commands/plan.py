@@ -22,11 +22,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
-    from ..errors import ConfigError
+    from ..analysis.resilience import analyse, rendered_settings, report
+    from ..areas.output import build_plan
+    from ..core.errors import ConfigError
     from ..pipeline import validate_cluster
-    from ..plan import build_plan
-    from ..render import render_plan
-    from ..resilience import analyse, rendered_settings, report
+    from ..render.jinja import render_plan
 
     status = 0
     for path in cluster_paths(args.paths):

@@ -24,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Publish one cluster and say what happened."""
-    from ..publish import publish
+    from ..ops.publish import publish
 
     (path,) = cluster_paths([args.path])
     result = publish(path, remote=args.remote, branch=args.branch, message=args.message, dry_run=args.dry_run,

@@ -38,9 +38,9 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Render each cluster; with --check compare instead of writing."""
+    from ..output.transitions import changes
+    from ..output.write import check_tree, diff_text, write_tree
     from ..pipeline import render_cluster
-    from ..transitions import changes
-    from ..write import check_tree, diff_text, write_tree
 
     status = 0
     for path in cluster_paths(args.paths):

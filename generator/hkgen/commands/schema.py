@@ -18,8 +18,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print or write the schema."""
-    from ..resources import data_dir
-    from ..schema import composed_schema_text
+    from ..config.schema import composed_schema_text
+    from ..core.resources import data_dir
 
     text = composed_schema_text()
     if args.write:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from ._common import age_key_file, cluster_paths, err, out
 
 if TYPE_CHECKING:
-    from ..model import Cluster
-    from ..scaffold import SecretsChange
-    from ..secrets import SecretKey
+    from ..config.model import Cluster
+    from ..config.secrets import SecretKey
+    from ..ops.scaffold import SecretsChange
 
 NAME = "secrets"
 HELP = "create, check or complete the cluster's SOPS-encrypted secrets (values are never printed)"
@@ -87,7 +87,7 @@ def _report(change: SecretsChange, label: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action on one cluster."""
-    from ..scaffold import add_missing_secrets, create_secrets_file, load_cluster
+    from ..ops.scaffold import add_missing_secrets, create_secrets_file, load_cluster
 
     (path,) = cluster_paths([args.path])
     cluster, folder = load_cluster(path)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rekey(cluster: Cluster, secrets_file: Path, args: argparse.Namespace) -> int:
-    from ..scaffold import rekey_secrets
+    from ..ops.scaffold import rekey_secrets
 
     change = rekey_secrets(cluster, secrets_file, key_file=_key_file(args, cluster))
     if not change.added and not change.removed:
@@ -129,10 +129,10 @@ def _rekey(cluster: Cluster, secrets_file: Path, args: argparse.Namespace) -> in
 
 
 def _check(cluster: Cluster, path: Path, secrets_file: Path, args: argparse.Namespace) -> int:
-    from ..load import load_file
+    from ..config.load import load_file
+    from ..config.secrets import check_secrets_file, decrypt, required_keys
+    from ..ops.scaffold import audit_secrets
     from ..pipeline import cluster_file_for, display_name
-    from ..scaffold import audit_secrets
-    from ..secrets import check_secrets_file, decrypt, required_keys
 
     file = cluster_file_for(path)
     static = check_secrets_file(cluster, file.parent, load_file(file, display_name(file)))

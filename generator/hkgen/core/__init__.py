@@ -1,0 +1,1 @@
+"""hkgen's core: errors, the only subprocess user, the one YAML writer, where data lives."""

@@ -1,0 +1,1 @@
+"""Stage 5, render: the layout's files rendered in memory."""

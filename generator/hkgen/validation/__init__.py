@@ -1,0 +1,1 @@
+"""Stage 2, validation: schema errors worded for people and the cluster rules."""

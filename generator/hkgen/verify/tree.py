@@ -1,0 +1,264 @@
+"""Stage 6, verify: prove the rendered tree is what it claims before it reaches the disk.
+
+1. Every YAML file reparses, and a YAML 1.1 reader (PyYAML, as in cloud-init; go-yaml v2 in
+   kubectl behaves alike) reads exactly what a YAML 1.2 reader reads.
+2. Every kustomization root builds with kustomize (in a scratch copy of the tree).
+3. Every document is checked against its schema by the checkers registered in `CHECKERS`
+   (Kubernetes and CRD schemas, the cloud-config schema, the MicroK8s launch-config schema).
+Problems name the output file and the template it came from.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..areas.output import Plan
+from ..core.errors import Problem, VerifyError
+from ..render.jinja import Rendered
+
+__all__ = ["CHECKERS", "Built", "Checker", "kustomize_roots", "verify"]
+
+
+@dataclass(frozen=True)
+class Built:
+    """Documents a kustomization root builds to."""
+
+    root: PurePosixPath
+    documents: tuple[dict[str, Any], ...]
+
+
+Checker = Callable[[Plan, Rendered, list[Built]], list[Problem]]
+# Modules with a `check(plan, tree, built) -> list[Problem]` function. Tree checkers read only the
+# plan and the rendered files; build checkers read what kustomize built as well.
+TREE_CHECKERS: tuple[str, ...] = ("cloudinit",)
+BUILD_CHECKERS: tuple[str, ...] = ("k8s",)
+CHECKERS: tuple[str, ...] = TREE_CHECKERS + BUILD_CHECKERS
+# From this many files on, the tree checkers run in a forked child (another core) while this
+# process reparses, builds and checks the built objects; below it the fork costs more than it saves.
+PARALLEL_MIN_FILES = 200
+
+
+def _label(plan: Plan, path: PurePosixPath) -> str:
+    return f"clusters/{plan.cluster.name}/{path}"
+
+
+def _template_of(plan: Plan, path: PurePosixPath) -> str:
+    return plan.templates.get(path, "?")
+
+
+def reparse(plan: Plan, tree: Rendered) -> list[Problem]:
+    """Each YAML file must parse, and every plain scalar must mean the same in YAML 1.1 and 1.2.
+
+    The files are composed once with libyaml (PyYAML's C parser, a YAML 1.1 reader like
+    cloud-init's and go-yaml v2's); for every unquoted scalar the YAML 1.1 resolution is compared
+    with the YAML 1.2 one (ruamel's resolver), including the numeric value, so `on`, `no`,
+    `010` or `1:20` left unquoted by a template are caught wherever they are.
+    """
+    import yaml as pyyaml
+
+    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+    problems: list[Problem] = []
+    formats = {f.path: f.format for f in plan.files}
+    for path in sorted(tree):
+        if formats.get(path) not in ("yaml", "cloud-config"):
+            continue
+        label = _label(plan, path)
+        template = _template_of(plan, path)
+        try:
+            roots = list(pyyaml.compose_all(tree[path].decode("utf-8"), Loader=loader))
+        except pyyaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            problems.append(Problem(label, (mark.line + 1) if mark else 0, (mark.column + 1) if mark else 0, "$",
+                                    f"rendered YAML does not parse (template {template}): "
+                                    f"{getattr(err, 'problem', None) or err}"))
+            continue
+        for root in roots:
+            for node in _plain_scalars(root):
+                reason = _ambiguity(node.tag, node.value)
+                if reason:
+                    problems.append(Problem(label, node.start_mark.line + 1, node.start_mark.column + 1, "$",
+                                            f"unquoted {node.value[:40]!r} {reason} (template {template}); "
+                                            "render the value with the yaml filter"))
+    return problems
+
+
+def _plain_scalars(root: Any) -> list[Any]:
+    import yaml as pyyaml
+
+    out: list[Any] = []
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, pyyaml.ScalarNode):
+            if node.style is None or node.style == "":
+                out.append(node)
+        elif isinstance(node, pyyaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, pyyaml.SequenceNode):
+            stack.extend(node.value)
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _ambiguity(tag11: str, text: str) -> str:
+    """Why a plain scalar reads differently in YAML 1.1 and 1.2 ('' when it does not)."""
+    from ruamel.yaml.nodes import ScalarNode
+
+    tag12 = str(_resolver12().resolve(ScalarNode, text, (True, False)))
+    short11, short12 = tag11.rsplit(":", 1)[-1], tag12.rsplit(":", 1)[-1]
+    if short11 != short12:
+        return f"reads as {short11} in YAML 1.1 but as {short12} in YAML 1.2"
+    if short11 in ("int", "float") and _number11(text) != _number12(text):
+        return "is a different number in YAML 1.1 and YAML 1.2"
+    return ""
+
+
+@cache
+def _resolver12() -> Any:
+    from ruamel.yaml.resolver import VersionedResolver
+
+    return VersionedResolver(version=(1, 2))
+
+
+def _number11(text: str) -> Any:
+    import yaml as pyyaml
+
+    # safe_load of a one-key mapping is PyYAML's own YAML 1.1 number parsing (octal 010, 1:20...).
+    return pyyaml.safe_load(f"v: {text}")["v"]
+
+
+def _number12(text: str) -> Any:
+    """A YAML 1.2 (core schema, as ruamel resolves it) int or float."""
+    clean = text.replace("_", "")
+    sign = -1 if clean.startswith("-") else 1
+    body = clean.lstrip("+-")
+    low = body.lower()
+    try:
+        if low.startswith("0o"):
+            return sign * int(body[2:], 8)
+        if low.startswith("0x"):
+            return sign * int(body[2:], 16)
+        if low in (".inf", ".nan"):
+            return sign * float(low[1:])
+        return sign * (int(body) if body.isdigit() else float(body))
+    except ValueError:
+        return text
+
+
+def kustomize_roots(tree: Rendered) -> list[PurePosixPath]:
+    """Folders of the tree that hold a kustomization.yaml, sorted."""
+    return sorted(p.parent for p in tree if p.name == "kustomization.yaml")
+
+
+def top_roots(tree: Rendered) -> list[PurePosixPath]:
+    """The kustomization roots no other root includes as a resource.
+
+    Building a root builds every root it includes, with the same files, so the included ones
+    need no build of their own: each object is built (and schema-checked) once, not twice.
+    """
+    import posixpath
+
+    from ..config.load import load_generated_all
+
+    roots = kustomize_roots(tree)
+    known = set(roots)
+    covered: set[PurePosixPath] = set()
+    for root in roots:
+        docs = load_generated_all(tree[root / "kustomization.yaml"].decode("utf-8"))
+        for doc in docs:
+            for entry in (doc or {}).get("resources") or []:
+                if isinstance(entry, str) and "://" not in entry:
+                    child = PurePosixPath(posixpath.normpath(str(root / entry)))
+                    if child in known and child != root:
+                        covered.add(child)
+    return [r for r in roots if r not in covered]
+
+
+def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]:
+    """Build every kustomization root of `tree` in a scratch copy; parse the output."""
+    from ..config.load import load_generated_all
+    from .kustomize import build_all
+
+    roots = top_roots(tree)
+    if not roots:
+        return [], []
+    problems: list[Problem] = []
+    built: list[Built] = []
+    # kustomize (load restrictor RootOnly) reads nothing outside a kustomization root's folder,
+    # so only those files are copied: not the 4,000 seed files of a 1,000-node cluster.
+    inside = set(kustomize_roots(tree))
+    with tempfile.TemporaryDirectory(prefix="hkgen-verify-") as tmp:
+        base = Path(tmp)
+        made: set[PurePosixPath] = set()
+        for rel, data in tree.items():
+            if not inside.intersection(rel.parents):
+                continue
+            if rel.parent not in made:
+                (base / rel.parent).mkdir(parents=True, exist_ok=True)
+                made.add(rel.parent)
+            (base / rel).write_bytes(data)
+        results = build_all([base / r for r in roots])
+        for rel, result in zip(roots, results, strict=True):
+            label = _label(plan, rel / "kustomization.yaml")
+            if not result.ok:
+                message = result.error.replace(str(base) + "/", "").strip().splitlines()
+                problems.append(Problem(label, 0, 0, "$", "kustomize build failed: " + " | ".join(message[-3:])))
+                continue
+            docs = tuple(d for d in load_generated_all(result.output) if isinstance(d, dict))
+            built.append(Built(rel, docs))
+    return built, problems
+
+
+def _checker(name: str) -> Checker:
+    import importlib
+
+    checker: Checker = importlib.import_module(f"{__package__}.{name}").check
+    return checker
+
+
+def _tree_checks(plan: Plan, tree: Rendered) -> list[Problem]:
+    problems: list[Problem] = []
+    for name in TREE_CHECKERS:
+        problems.extend(_checker(name)(plan, tree, []))
+    return problems
+
+
+def verify(plan: Plan, tree: Rendered) -> list[Built]:
+    """Run every check; raise `VerifyError` with all problems, else return the built roots.
+
+    A large tree is checked on two cores: the tree checkers in a forked child (before any
+    thread starts), the kustomize builds in a background thread while this one reparses.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..core.proc import fork_call
+
+    child = fork_call(_tree_checks, plan, tree) if len(tree) >= PARALLEL_MIN_FILES else None
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hkgen-build") as background:
+            builds = background.submit(build_roots, plan, tree)
+            problems = reparse(plan, tree)
+            built, build_problems = builds.result()
+        problems.extend(build_problems)
+        from_builds: list[Problem] = []
+        for name in BUILD_CHECKERS:
+            from_builds.extend(_checker(name)(plan, tree, built))
+        problems.extend(child.result() if child is not None else _tree_checks(plan, tree))
+        problems.extend(from_builds)
+    except BaseException:
+        if child is not None:
+            child.cancel()
+        raise
+    if problems:
+        raise VerifyError(problems)
+    return built
