@@ -955,8 +955,8 @@ def test_full_render_places_and_verifies_every_app(home_copy: Path) -> None:
     from hkgen.pipeline import render_cluster
 
     full = render_cluster(home_copy)
-    assert {c.name for c in full.plan.components} >= FIVE
-    by_app = {name: {f.path for f in full.plan.files if f.template.startswith(f"apps/{name}/")} for name in FIVE}
+    assert {c.name for c in full.blueprint.components} >= FIVE
+    by_app = {name: {f.path for f in full.blueprint.files if f.template.startswith(f"apps/{name}/")} for name in FIVE}
     assert all(by_app.values()), by_app
     assert all(path in full.tree for paths in by_app.values() for path in paths)
 
@@ -965,8 +965,8 @@ def test_full_render_places_and_verifies_every_app(home_copy: Path) -> None:
     assert off != text
     (home_copy / "cluster.yaml").write_text(off)
     without = render_cluster(home_copy)
-    assert "grafana" not in {c.name for c in without.plan.components}
-    assert not any(f.template.startswith("apps/grafana/") for f in without.plan.files)
+    assert "grafana" not in {c.name for c in without.blueprint.components}
+    assert not any(f.template.startswith("apps/grafana/") for f in without.blueprint.files)
     gone = set(full.tree) - set(without.tree)
     assert by_app["grafana"] <= gone
     assert all("grafana" in str(path) for path in gone), gone

@@ -772,7 +772,7 @@ def reference(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         assert "\n  engine: flux" in text
         cluster_file.write_text(text.replace("\n  engine: flux", "\n  engine: argocd"))
     rendering = render_cluster(cluster_file, verify=False)
-    cluster = rendering.plan.cluster
+    cluster = rendering.blueprint.cluster
     report = _check(dict(rendering.tree), kube_version=cluster.kubernetes_minor, label=f"clusters/{cluster.name}",
                     allow_missing=True)
     if not report.results:
@@ -798,7 +798,7 @@ def test_reference_cluster_charts_check_clean(reference: tuple[str, Any, Report]
 
 def test_reference_cluster_promises_reach_the_rendered_objects(reference: tuple[str, Any, Report]) -> None:
     _engine, rendering, report = reference
-    cluster = rendering.plan.cluster
+    cluster = rendering.blueprint.cluster
     results = _by_chart(report)
     longhorn = results["longhorn"]
     (deployer,) = longhorn.find("Deployment", "longhorn-driver-deployer")
@@ -832,7 +832,7 @@ def test_reference_cluster_misspelt_longhorn_setting_is_caught(reference: tuple[
     text = tree[hits[0]].decode()
     tree[hits[0]] = text.replace("nodeDownPodDeletionPolicy:", "nodeDownPodDeletionPolicyy:").encode()
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "nodeDownPodDeletionPolicy:" in t)
-    report = _check(tree, kube_version=rendering.plan.cluster.kubernetes_minor)
+    report = _check(tree, kube_version=rendering.blueprint.cluster.kubernetes_minor)
     (problem,) = [p for p in report.errors if "nodeDownPodDeletionPolicyy" in p.message]
     assert (problem.file, problem.line) == (f"clusters/home/{hits[0]}", line)
     assert problem.hint == "did you mean 'nodeDownPodDeletionPolicy'?"

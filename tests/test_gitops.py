@@ -20,7 +20,7 @@ import yaml
 
 from conftest import HOME_CLUSTER, secret_in, write_secrets
 from hkgen.areas import gitops, platform
-from hkgen.areas.output import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
+from hkgen.areas.parts import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
 from hkgen.config.secrets import required_keys
 from hkgen.core.errors import RenderError
 from hkgen.pipeline import Rendering, render_cluster
@@ -100,7 +100,7 @@ def test_reference_cluster_renders_and_verifies(engine: str, request: pytest.Fix
     tree = r.rendering.tree
     roots = set(kustomize_roots(tree))
     # verify built each of these (render_cluster raises VerifyError otherwise)
-    for comp in r.rendering.plan.components:
+    for comp in r.rendering.blueprint.components:
         if comp.files:
             assert gitops.component_dir(comp) in roots, comp.name
     for layer in LAYERS:
@@ -126,7 +126,7 @@ def test_no_secret_value_in_the_tree(engine: str, request: pytest.FixtureRequest
 @pytest.mark.parametrize("engine", ["flux", "argo"])
 def test_placeholders_name_only_keys_of_the_secrets_file(engine: str, request: pytest.FixtureRequest) -> None:
     r: Rendered = request.getfixturevalue(engine)
-    keys = {k.name for k in required_keys(r.rendering.plan.cluster)}
+    keys = {k.name for k in required_keys(r.rendering.blueprint.cluster)}
     used: set[str] = set()
     for rel, data in r.rendering.tree.items():
         if rel.parts[0] in gitops.SUBSTITUTED_FOLDERS and rel.suffix == ".yaml":
@@ -183,14 +183,14 @@ def test_flux_layers_converge_in_order(flux: Rendered) -> None:
 
 
 def test_flux_helm_releases_are_pinned_and_remediated(flux: Rendered) -> None:
-    cluster = flux.rendering.plan.cluster
+    cluster = flux.rendering.blueprint.cluster
     repos = {d["metadata"]["name"]: d["spec"]["url"] for d in flux.docs("flux/helm-repositories.yaml")}
     releases = {}
     for path in flux.cluster_dir.rglob("helmrelease-*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 releases[doc["metadata"]["name"]] = doc
-    planned = [r for c in flux.rendering.plan.components for r in c.releases]
+    planned = [r for c in flux.rendering.blueprint.components for r in c.releases]
     assert set(releases) == {r.name for r in planned}
     for rel in planned:
         hr = releases[rel.name]
@@ -241,7 +241,7 @@ def _applications(argo: Rendered) -> dict[str, dict[str, Any]]:
 
 def test_argocd_children_cover_every_component_and_release(argo: Rendered) -> None:
     apps = _applications(argo)
-    comps = argo.rendering.plan.components
+    comps = argo.rendering.blueprint.components
     for comp in comps:
         folder, releases = gitops.application_names(comp)
         if folder:
@@ -272,7 +272,7 @@ def test_argocd_waves_follow_layers_and_dependencies(argo: Rendered) -> None:
     layered = sorted((w, LAYERS.index(layer)) for w, layer in wave.values() if layer in LAYERS)
     assert [layer for _w, layer in layered] == sorted(layer for _w, layer in layered)
     assert wave["argocd"][0] < min(w for w, _ in layered)  # Argo CD's own config is never held back
-    comps = {c.name: c for c in argo.rendering.plan.components}
+    comps = {c.name: c for c in argo.rendering.blueprint.components}
     for comp in comps.values():
         mine = [a for a in apps.values() if a["metadata"]["name"] in _names(comp)]
         for dep in comp.depends_on:

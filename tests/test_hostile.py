@@ -391,7 +391,7 @@ def test_schema_accepted_names_plan_paths_inside_the_cluster_folder(node: str, n
     and every planned output stays inside the cluster folder."""
     from pathlib import PurePosixPath
 
-    from hkgen.areas.output import build_plan
+    from hkgen.areas.blueprint import build_blueprint
     from hkgen.config.load import load_text
     from hkgen.validation.validate import validate_document
 
@@ -406,7 +406,7 @@ def test_schema_accepted_names_plan_paths_inside_the_cluster_folder(node: str, n
         assert "already taken by a platform component" in result.errors[0].message
         return
     assert result.cluster is not None
-    plan = build_plan(result.cluster)
+    plan = build_blueprint(result.cluster)
     root = Path("/clusters/lab")
     for planned in plan.files:
         path = PurePosixPath(planned.path)

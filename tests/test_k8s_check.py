@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hkgen.areas.output import Component, OutputFile, Plan, freeze
+from hkgen.areas.parts import Blueprint, Component, OutputFile, freeze
 from hkgen.config.load import load_text
 from hkgen.config.model import Cluster
 from hkgen.render.jinja import Rendered
@@ -116,9 +116,9 @@ def test_substitution_rule() -> None:
     assert k8s_check._substitution_problems(script, keys) == []
 
 
-def _plan(cluster: Cluster, files: dict[str, str]) -> tuple[Plan, Rendered]:
+def _plan(cluster: Cluster, files: dict[str, str]) -> tuple[Blueprint, Rendered]:
     outs = tuple(OutputFile(PurePosixPath(p), f"core/test/{Path(p).name}.j2", freeze({})) for p in files)
-    return Plan(cluster, outs, ()), {PurePosixPath(p): t.encode() for p, t in files.items()}
+    return Blueprint(cluster, outs, ()), {PurePosixPath(p): t.encode() for p, t in files.items()}
 
 
 def test_check_names_file_template_and_line(cluster: Cluster) -> None:

@@ -150,11 +150,11 @@ def test_cli_plan_runs(hkgen, repo: Path, fmt: str) -> None:
 
 def test_figures_come_from_the_rendered_tree_and_agree_with_the_model() -> None:
     from hkgen.analysis.resilience import rendered_settings
-    from hkgen.areas.output import build_plan
-    from hkgen.render.jinja import render_plan
+    from hkgen.areas.blueprint import build_blueprint
+    from hkgen.render.jinja import render_blueprint
 
     c = model(reference_data())
-    settings = rendered_settings(render_plan(build_plan(c)))
+    settings = rendered_settings(render_blueprint(build_blueprint(c)))
     assert settings["node_monitor_grace"] == c.node_monitor_grace_seconds
     assert settings["policy"] == "delete-both-statefulset-and-deployment-pod"
     assert settings["workloads"]["home-assistant"] == {"eviction": c.pod_eviction_seconds, "termination_grace": 30}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hkgen.areas import platform
-from hkgen.areas.output import Component
+from hkgen.areas.parts import Component
 from hkgen.config.load import load_text
 from hkgen.config.model import Cluster
 from hkgen.validation.validate import validate_document
@@ -215,7 +215,7 @@ def test_microk8s_facts_live_only_in_the_distro_table(repo: Path) -> None:
                 assert "/var/snap/microk8s" not in text, path
                 assert "nginx-ingress-microk8s" not in text, path
     assert platform.DISTRO["kubeletRootDir"] == "/var/snap/microk8s/common/var/lib/kubelet"
-    for module in ("gitops.py", "workloads.py", "k8s_check.py"):
+    for module in ("areas/gitops.py", "areas/workloads.py", "verify/k8s.py"):
         assert "/var/snap/microk8s" not in (repo / "generator" / "hkgen" / module).read_text(), module
 
 

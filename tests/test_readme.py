@@ -129,7 +129,7 @@ def test_readme_links_the_runbook_and_states_the_plan(home: tuple[Any, dict[str,
     assert "[recovery runbook](RECOVERY.md)" in text and "RECOVERY.md" in files
     from hkgen.analysis.resilience import analyse, report
 
-    plan = report(analyse(result.plan.cluster))
+    plan = report(analyse(result.blueprint.cluster))
     assert f"{plan['control_plane']['failures_in_a_row_tolerated']} control-plane failure in a row tolerated" in text
     assert f"{plan['power']['idle_watts']} W idle, {plan['power']['load_watts']} W under load" in text
     assert f"about {plan['power_cut']['home_assistant_back_seconds']} s" in text
@@ -145,12 +145,13 @@ def test_readme_holds_every_diagram(home: tuple[Any, dict[str, str]]) -> None:
     blocks = FENCE.findall(files["README.md"])
     from hkgen.analysis.resilience import analyse, report
 
-    made = readme.diagrams(result.plan.cluster, list(result.plan.components), report(analyse(result.plan.cluster)))
+    cluster = result.blueprint.cluster
+    made = readme.diagrams(cluster, list(result.blueprint.components), report(analyse(cluster)))
     assert blocks == [made["topology"], made["convergence"], made["recovery"], made["power-cut"]]
 
 
 def test_topology_places_stateful_apps_and_volumes(home: tuple[Any, dict[str, str]]) -> None:
-    cluster = home[0].plan.cluster
+    cluster = home[0].blueprint.cluster
     text = readme.topology(cluster)
     ids = {n.hostname: f"n{i}" for i, n in enumerate(cluster.nodes)}
     runs = text.split('subgraph runs["', 1)[1].split("    end", 1)[0]
@@ -229,7 +230,7 @@ def test_flux_diagram_edges_equal_rendered_depends_on(home: tuple[Any, dict[str,
         for dep in doc["spec"].get("dependsOn", []):
             found.add((f"{doc['kind']}/{dep['name']}", f"{doc['kind']}/{doc['metadata']['name']}"))
     assert objects, "the Flux tree has no Kustomization or HelmRelease objects"
-    flow = readme.convergence(result.plan.cluster, list(result.plan.components))
+    flow = readme.convergence(result.blueprint.cluster, list(result.blueprint.components))
     assert flow.edges == found
     layers = ["cluster-secrets", "crds", "controllers", "configs", "apps"]
     assert {(f"Kustomization/{a}", f"Kustomization/{b}") for a, b in itertools.pairwise(layers)} <= found
@@ -246,7 +247,7 @@ def test_argocd_diagram_waves_equal_rendered_sync_waves(home_argocd: tuple[Any, 
             wave = int(doc["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
             waves[f"Application/{doc['metadata']['name']}"] = wave
     assert waves, "the Argo CD tree has no child Applications"
-    flow = readme.convergence(result.plan.cluster, list(result.plan.components))
+    flow = readme.convergence(result.blueprint.cluster, list(result.blueprint.components))
     assert dict(flow.waves) == waves
     assert FENCE.findall(files["README.md"])[1] == flow.mermaid
     order = [int(w) for w in re.findall(r'subgraph w\d+\["sync wave (-?\d+)', flow.mermaid)]
@@ -413,4 +414,4 @@ def test_readme_lists_the_secret_keys_without_values(home: tuple[Any, dict[str, 
 
     result, files = home
     rows = table_rows(files["README.md"], "key")
-    assert list(rows) == [f"`{k.name}`" for k in required_keys(result.plan.cluster)]
+    assert list(rows) == [f"`{k.name}`" for k in required_keys(result.blueprint.cluster)]

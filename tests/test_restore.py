@@ -78,7 +78,7 @@ def test_gate_jobs_exactly_for_the_critical_volumes_of_the_rendered_statefulsets
     gated = {(j["metadata"]["namespace"], _env(j["spec"]["template"]["spec"]["containers"][0]).get("PVC"))
              for j in jobs if _env(j["spec"]["template"]["spec"]["containers"][0])["GATE_KIND"] == "volume"}
     assert gated == expected
-    assert {(v.namespace, v.pvc) for v in restore.gated_volumes(home.plan.cluster)} == expected
+    assert {(v.namespace, v.pvc) for v in restore.gated_volumes(home.blueprint.cluster)} == expected
     for job in jobs:
         env = _env(job["spec"]["template"]["spec"]["containers"][0])
         if env["GATE_KIND"] == "volume":
@@ -123,7 +123,7 @@ def test_gate_is_in_the_configs_layer_before_the_apps(home: Rendering) -> None:
     assert "restore-gate" in layer["resources"]
     flux = {d["metadata"]["name"]: d["spec"] for d in _docs(home, "flux/layers.yaml")}
     assert flux["configs"]["wait"] is True and flux["apps"]["dependsOn"] == [{"name": "configs"}]
-    component = next(c for c in home.plan.components if c.name == "restore-gate")
+    component = next(c for c in home.blueprint.components if c.name == "restore-gate")
     assert component.layer == "configs" and "longhorn-config" in component.depends_on
 
 
@@ -190,7 +190,7 @@ def test_dqlite_uploader_per_control_plane_and_timers_in_their_seeds(home: Rende
 
 def test_without_restore_on_rebuild_no_gate_but_backups(tmp_path: Path) -> None:
     rendering = _render(tmp_path, {"restoreOnRebuild: true": "restoreOnRebuild: false"})
-    names = {c.name for c in rendering.plan.components}
+    names = {c.name for c in rendering.blueprint.components}
     assert "restore-gate" not in names and "dqlite-backup" in names
     cluster = next(d for d in _docs(rendering, "apps/grafana/database.yaml") if d["kind"] == "Cluster")
     assert "initdb" in cluster["spec"]["bootstrap"]

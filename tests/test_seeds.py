@@ -30,7 +30,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from hkgen.areas import seeds
-from hkgen.areas.output import Plan
+from hkgen.areas.parts import Blueprint
 from hkgen.config.load import load_file
 from hkgen.config.model import Cluster
 from hkgen.core.errors import RenderError
@@ -75,15 +75,15 @@ def variant(tmp_path: Path, edit: Callable[[Any], None] | None = None) -> Cluste
     return result.cluster
 
 
-def render_seeds(cluster: Cluster) -> tuple[Plan, dict[PurePosixPath, bytes]]:
-    """Plan and render only the seed files, as `hkgen render` does."""
-    files = seeds.plan(cluster)
-    plan = Plan(cluster, tuple(files), ())
+def render_seeds(cluster: Cluster) -> tuple[Blueprint, dict[PurePosixPath, bytes]]:
+    """Blueprint and render only the seed files, as `hkgen render` does."""
+    files = seeds.files(cluster)
+    plan = Blueprint(cluster, tuple(files), ())
     base = {"cluster": cluster, "components": ()}
     return plan, {f.path: render_file(f, base, f"clusters/{cluster.name}/cluster.yaml") for f in files}
 
 
-def seed_problems(plan: Plan, tree: dict[PurePosixPath, bytes]) -> list[str]:
+def seed_problems(plan: Blueprint, tree: dict[PurePosixPath, bytes]) -> list[str]:
     return [p.format() for p in verify.reparse(plan, tree) + cloudinit_check.check(plan, tree, [])]
 
 
@@ -141,7 +141,7 @@ def release(name: str) -> Callable[[Any], None]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cluster, Plan, dict[PurePosixPath, bytes]]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cluster, Blueprint, dict[PurePosixPath, bytes]]:
     cluster = variant(tmp_path_factory.mktemp("ref"))
     plan, tree = render_seeds(cluster)
     return cluster, plan, tree
@@ -604,7 +604,7 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     assert "6 control planes and the other hosts need 7 reboot windows" in result.errors[0].message
     wrapping = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
     with pytest.raises(RenderError, match="need 7 reboot windows"):
-        seeds.plan(wrapping)
+        seeds.files(wrapping)
 
     def disabled(data: Any) -> None:
         data["os"]["upgrades"]["enabled"] = False
@@ -632,7 +632,7 @@ def test_microk8s_older_than_the_launch_config_format_is_refused() -> None:
     assert [p.path for p in result.errors] == ["$.microk8s.channel"]
     cluster = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
     with pytest.raises(RenderError, match=r"MicroK8s 1.27 cannot read the launch configuration format 0.2.0"):
-        seeds.plan(cluster)
+        seeds.files(cluster)
 
 
 # --- disks, SD-card wear, energy, power loss ---------------------------------------------------------
@@ -745,10 +745,10 @@ def test_node_metadata(reference) -> None:
 
 def test_platform_labeller_applies_what_node_metadata_says(reference) -> None:
     """The labels are applied cluster-side by the platform's node-labels component; hold the two together."""
-    from hkgen.areas.output import build_plan
+    from hkgen.areas.blueprint import build_blueprint
 
     cluster, _plan, _tree = reference
-    plan = build_plan(cluster)
+    plan = build_blueprint(cluster)
     component = next(c for c in plan.components if c.name == "node-labels")
     base = {"cluster": cluster, "components": plan.components}
     rendered = "\n".join(render_file(f, base, "x").decode() for f in component.files)

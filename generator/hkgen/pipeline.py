@@ -1,4 +1,4 @@
-"""The pipeline as functions: load -> validate -> model -> plan -> render -> verify -> write.
+"""The pipeline as functions: load -> validate -> model -> blueprint -> render -> verify -> write.
 
 The CLI, `hkgen publish` and the tests drive hkgen through these; each stage lives in its own
 module and this one only wires them, so every command runs the same stages the same way.
@@ -16,7 +16,7 @@ from .core.errors import ConfigError, UsageError
 from .validation.validate import Validation, validate_document
 
 if TYPE_CHECKING:
-    from .areas.output import Plan
+    from .areas.parts import Blueprint
     from .render.jinja import Rendered
 
 __all__ = ["Rendering", "cluster_file_for", "render_cluster", "validate_cluster"]
@@ -72,7 +72,7 @@ class Rendering:
 
     root: Path
     validation: Validation
-    plan: Plan
+    blueprint: Blueprint
     tree: Rendered
     modes: dict[PurePosixPath, int]
 
@@ -83,8 +83,8 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     `progress` (if given) hears the name of each stage as it starts: the CLI shows it on a
     terminal, since a large cluster takes seconds.
     """
-    from .areas.output import build_plan
-    from .render.jinja import render_plan
+    from .areas.blueprint import build_blueprint
+    from .render.jinja import render_blueprint
     from .verify.tree import verify as verify_tree
 
     say = progress or (lambda _stage: None)
@@ -94,11 +94,11 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     if validation.errors or validation.cluster is None:
         raise ConfigError(validation.problems)
     say(f"planning {len(validation.cluster.nodes)} nodes")
-    plan = build_plan(validation.cluster)
-    say(f"rendering {len(plan.files)} files")
-    tree = render_plan(plan)
+    blueprint = build_blueprint(validation.cluster)
+    say(f"rendering {len(blueprint.files)} files")
+    tree = render_blueprint(blueprint)
     if verify:
         say("verifying: YAML 1.1/1.2, kustomize builds, schemas")
-        verify_tree(plan, tree)
-    modes = {f.path: f.mode for f in plan.files}
-    return Rendering(file.parent, validation, plan, tree, modes)
+        verify_tree(blueprint, tree)
+    modes = {f.path: f.mode for f in blueprint.files}
+    return Rendering(file.parent, validation, blueprint, tree, modes)

@@ -1,5 +1,5 @@
 """Generated per-cluster documents: the recovery runbook (RECOVERY.md) with the exact commands
-for this cluster and the plan's headline figures. Markdown, rendered like every other file.
+for this cluster and `hkgen plan`'s headline figures. Markdown, rendered like every other file.
 """
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from ..config.model import Cluster
-from .output import Component, OutputFile, freeze
+from .parts import Component, OutputFile, freeze
 
-__all__ = ["plan"]
+__all__ = ["files"]
 
 
-def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
+def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Document files of `cluster`."""
     from ..analysis.resilience import analyse, report
     from . import readme
@@ -21,5 +21,5 @@ def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     context = freeze({"report": figures})
     return [
         OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
-        *readme.plan(cluster, components),
+        *readme.files(cluster, components),
     ]

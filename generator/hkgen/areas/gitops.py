@@ -31,7 +31,7 @@ from typing import Any
 from ..config.model import Cluster
 from ..core.errors import Problem, RenderError
 from ..core.resources import data_dir
-from .output import LAYERS, Component, Format, OutputFile, Release, freeze
+from .parts import LAYERS, Component, Format, OutputFile, Release, freeze
 
 __all__ = [
     "ARGO_RETRY",
@@ -40,7 +40,7 @@ __all__ = [
     "SUBSTITUTE_ANNOTATION",
     "application_names",
     "component_dir",
-    "plan",
+    "files",
     "repository_name",
     "sync_waves",
 ]
@@ -252,7 +252,7 @@ def _layer_files(components: list[Component], entries: dict[str, list[str]]) -> 
     return files
 
 
-def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
+def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Every file of the GitOps tree for `components`, for the engine of `cluster`."""
     _check(cluster, components)
     if cluster.engine == "argocd":

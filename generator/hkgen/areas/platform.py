@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config.model import Cluster
 from ..config.secrets import placeholder
-from .output import RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
+from .parts import RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
 
 __all__ = [
     "DISTRO",

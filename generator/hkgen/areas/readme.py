@@ -1,10 +1,10 @@
 """The per-cluster README (clusters/<name>/README.md): what the cluster is, as a forge shows it.
 
 It holds a node table, the apps with their addresses, the Zigbee networks and satellites, the
-plan's headline figures, and Mermaid diagrams (forges render them in Markdown): the topology
+headline figures of `hkgen plan`, and Mermaid diagrams (forges render them in Markdown): the topology
 (nodes, satellites, where each stateful app may run, where its volumes replicate), the
 convergence order the GitOps engine follows on a cold start, and timelines of the predicted
-recoveries. Everything is computed here from the model, the components and the plan; the
+recoveries. Everything is computed here from the model, the components and the analysis; the
 template only lays it out. Every text from cluster.yaml is escaped for where it lands: Markdown
 cells (`md`, `code`) or Mermaid labels (`label`), so no value can break a table or a diagram.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config.catalogue import Workload
 from ..config.model import Cluster, Node, ZigbeeNetwork
-from .output import LAYERS, Component, OutputFile, freeze
+from .parts import LAYERS, Component, OutputFile, freeze
 
 __all__ = [
     "Convergence",
@@ -27,9 +27,9 @@ __all__ = [
     "code",
     "convergence",
     "diagrams",
+    "files",
     "label",
     "md",
-    "plan",
     "topology",
 ]
 
@@ -525,7 +525,7 @@ def _figures(cluster: Cluster, report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def plan(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
+def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """README file(s) of `cluster`."""
     from ..analysis.resilience import analyse, report
     from ..config.secrets import required_keys

@@ -27,7 +27,7 @@ from typing import Any
 from ..config.model import Cluster
 from ..config.secrets import placeholder
 from ..core.errors import ConfigError, Problem
-from .output import RECREATE_ANNOTATIONS, Component, OutputFile, freeze
+from .parts import RECREATE_ANNOTATIONS, Component, OutputFile, freeze
 
 __all__ = [
     "BACKUP_NAMESPACE",

@@ -38,7 +38,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
@@ -47,7 +47,7 @@ from typing import Any
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
-from .output import OutputFile, freeze
+from .parts import Component, OutputFile, freeze
 
 __all__ = [
     "CMDLINE_DEFAULTS",
@@ -60,15 +60,15 @@ __all__ = [
     "NodeMetadata",
     "base_launch_config",
     "cmdline_params",
+    "files",
     "host_files",
     "is_launch_config",
     "kernel_cmdline",
     "node_metadata",
-    "plan",
-    "plan_problems",
     "reboot_schedule",
     "schedule_problems",
     "seed_folder",
+    "seed_problems",
 ]
 
 # Kernel command lines of the Ubuntu Server for Raspberry Pi images as shipped (22.04 and 24.04:
@@ -608,7 +608,7 @@ def _satellite_seed(cluster: Cluster, sat: Satellite) -> dict[str, Any]:
     return seed
 
 
-# --- the plan -------------------------------------------------------------------------------------
+# --- the files ----------------------------------------------------------------------------------------
 
 
 def _outputs(cluster: Cluster, host: Node | Satellite, seed: dict[str, Any], folder: PurePosixPath,
@@ -648,7 +648,7 @@ def host_files(cluster: Cluster, hostname: str, secrets: Mapping[str, str] | Non
     raise KeyError(hostname)
 
 
-def plan_problems(cluster: Cluster) -> list[Problem]:
+def seed_problems(cluster: Cluster) -> list[Problem]:
     """Why the seeds of `cluster` cannot be rendered (for `hkgen validate` too): reboot windows
     that meet (`schedule_problems`), and a MicroK8s channel older than the launch-configuration
     format the seeds use.
@@ -665,9 +665,9 @@ def plan_problems(cluster: Cluster) -> list[Problem]:
     return problems
 
 
-def plan(cluster: Cluster) -> list[OutputFile]:
-    """Seed files of every node and satellite."""
-    problems = plan_problems(cluster)
+def files(cluster: Cluster, _components: Sequence[Component] = ()) -> list[OutputFile]:
+    """Seed files of every node and satellite (the GitOps components play no part in a seed)."""
+    problems = seed_problems(cluster)
     if problems:
         raise RenderError(problems)
     files: list[OutputFile] = []

@@ -20,7 +20,7 @@ from ..config.catalogue import AppSpec, Workload, app_workloads, holds, load_cat
 from ..config.model import Cluster, CustomApp, ZigbeeNetwork
 from ..config.secrets import key_for, mqtt_users, placeholder, required_keys
 from ..core.errors import ConfigError, Problem, RenderError
-from .output import Chart, Component, Format, OutputFile, Release, freeze
+from .parts import Chart, Component, Format, OutputFile, Release, freeze
 
 __all__ = ["APP_DISTRO", "CUSTOM_NAMESPACE", "app_distro", "components"]
 

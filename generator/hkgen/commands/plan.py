@@ -23,10 +23,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
     from ..analysis.resilience import analyse, rendered_settings, report
-    from ..areas.output import build_plan
+    from ..areas.blueprint import build_blueprint
     from ..core.errors import ConfigError
     from ..pipeline import validate_cluster
-    from ..render.jinja import render_plan
+    from ..render.jinja import render_blueprint
 
     status = 0
     for path in cluster_paths(args.paths):
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if result.errors or result.cluster is None:
             raise ConfigError(result.problems)
         # The figures come from the tree as it would be rendered now (in memory, not written).
-        tree = render_plan(build_plan(result.cluster))
+        tree = render_blueprint(build_blueprint(result.cluster))
         data = report(analyse(result.cluster, rendered_settings(tree)))
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1

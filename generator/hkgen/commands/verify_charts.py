@@ -91,7 +91,7 @@ def _tree(path: Path) -> tuple[dict[Any, bytes], str, str, str]:
         from ..pipeline import render_cluster
 
         rendering = render_cluster(path, verify=False)
-        cluster = rendering.plan.cluster
+        cluster = rendering.blueprint.cluster
         label = f"clusters/{cluster.name}"
         return dict(rendering.tree), label, label, cluster.kubernetes_minor
     return read_tree(path), display_name(path), _repo_path(path), _channel_minor(path / "cluster.yaml")

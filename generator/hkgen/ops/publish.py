@@ -139,11 +139,11 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     current = git.current_branch()
     if current is None:
         raise WriteError(f"{git.top}: HEAD is detached; check out the branch to publish (e.g. "
-                         f"`git switch {rendering.plan.cluster.repo_branch}`)")
+                         f"`git switch {rendering.blueprint.cluster.repo_branch}`)")
     target = branch or current
     notes: list[str] = []
-    if target != rendering.plan.cluster.repo_branch:
-        notes.append(f"the cluster's GitOps engine follows branch {rendering.plan.cluster.repo_branch!r} "
+    if target != rendering.blueprint.cluster.repo_branch:
+        notes.append(f"the cluster's GitOps engine follows branch {rendering.blueprint.cluster.repo_branch!r} "
                      f"(gitops.repository.branch), not {target!r}")
     if message is not None and not message.strip():
         raise UsageError("the commit message is empty")
@@ -166,7 +166,7 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
         raise WriteError("refusing to publish: changes outside the cluster are staged and would be left out "
                          f"of the commit: {', '.join(unrelated)}; commit or unstage them (`git restore --staged`) "
                          "first")
-    inputs = {PurePosixPath("cluster.yaml"), PurePosixPath(rendering.plan.cluster.secrets_file)}
+    inputs = {PurePosixPath("cluster.yaml"), PurePosixPath(rendering.blueprint.cluster.secrets_file)}
     produced = {*rendering.tree, PurePosixPath(MANIFEST)}
     committed = git.file_at("HEAD", _join(folder, MANIFEST))  # None before the first commit too
     retired = set(parse_manifest(committed, f"HEAD:{_join(folder, MANIFEST)}")) - produced if committed else set()
@@ -200,7 +200,8 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     staged = git.out("diff", "--cached", "--name-only", "-z", "--", folder)
     result.files = sorted(p for p in staged.split("\0") if p)
     if result.files:
-        subject = message.strip() if message else f"{folder}: publish rendered cluster {rendering.plan.cluster.name}"
+        name = rendering.blueprint.cluster.name
+        subject = message.strip() if message else f"{folder}: publish rendered cluster {name}"
         body = f"Rendered by hkgen {__version__}: {report.summary()}."
         # The repository's own commit hooks run (hkgen's pre-commit hooks re-render): give them time.
         git.run("commit", "--quiet", "-m", subject, "-m", body, "--", folder, timeout=900)

@@ -17,7 +17,7 @@ the new one; each change found comes back as a located warning with the commands
   of the cluster already uses them.
 
 Objects whose changes the engines can recreate safely (StorageClasses, gate Jobs) carry
-`plan.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
+`areas.parts.RECREATE_ANNOTATIONS` instead; a StatefulSet must not (Argo CD would delete its pods on every
 change), hence the commands.
 """
 

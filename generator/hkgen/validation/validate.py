@@ -335,9 +335,9 @@ class _Checks:
         """Rules of the node seeds (reboot windows, MicroK8s launch-config format), located here too."""
         import re
 
-        from ..areas.seeds import plan_problems
+        from ..areas.seeds import seed_problems
 
-        for problem in plan_problems(self.c):
+        for problem in seed_problems(self.c):
             path: list[str | int] = []
             for name, index in re.findall(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]", problem.path):
                 path.append(int(index) if index else name)

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..areas.output import Plan
+from ..areas.parts import Blueprint
 from ..config.load import Document, PathKey, json_path, load_generated
 from ..core.errors import ConfigError, Problem
 from ..render.jinja import Rendered
@@ -472,17 +472,17 @@ def check_seed_file(label: str, kind: str, text: str, *, node: bool,
     return problems
 
 
-def check(plan: Plan, tree: Rendered, built: list[Built]) -> list[Problem]:
+def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Problem]:
     """Every seed file of the rendered tree (called by verify)."""
     from ..config.secrets import required_keys
 
-    keys = [k.name for k in required_keys(plan.cluster)]
+    keys = [k.name for k in required_keys(blueprint.cluster)]
     problems: list[Problem] = []
     for path in sorted(tree):
         kind = seed_file_kind(path)
         if kind is None:
             continue
-        label = f"clusters/{plan.cluster.name}/{path}"
+        label = f"clusters/{blueprint.cluster.name}/{path}"
         text = tree[path].decode("utf-8")
         problems += check_seed_file(label, kind, text, node=path.parts[0] == "nodes", secret_keys=keys)
     return problems

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..areas.output import Plan
+from ..areas.parts import Blueprint
 from ..config.load import json_path
 from ..core.errors import Problem
 from ..render.jinja import Rendered
@@ -164,11 +164,11 @@ def _identity(doc: dict[str, Any]) -> tuple[str, str, str, str]:
 class _Sources:
     """Rendered YAML files parsed with positions, to point a problem at its line (built lazily)."""
 
-    def __init__(self, plan: Plan, tree: Rendered) -> None:
-        self.plan = plan
+    def __init__(self, blueprint: Blueprint, tree: Rendered) -> None:
+        self.blueprint = blueprint
         self.tree = tree
-        self.templates = {f.path: f.template for f in plan.files}
-        self.formats = {f.path: f.format for f in plan.files}
+        self.templates = {f.path: f.template for f in blueprint.files}
+        self.formats = {f.path: f.format for f in blueprint.files}
         self._docs: dict[PurePosixPath, list[Any]] | None = None
 
     def docs(self, path: PurePosixPath) -> list[Any]:
@@ -200,7 +200,7 @@ class _Sources:
         return None, None
 
     def label(self, path: PurePosixPath) -> str:
-        return f"clusters/{self.plan.cluster.name}/{path}"
+        return f"clusters/{self.blueprint.cluster.name}/{path}"
 
     def template(self, path: PurePosixPath) -> str:
         return self.templates.get(path, "?")
@@ -269,7 +269,7 @@ def _substitution_problems(doc: dict[str, Any], keys: set[str]) -> list[tuple[tu
     return found
 
 
-def _objects(plan: Plan, tree: Rendered, built: list[Built], sources: _Sources) -> Iterator[
+def _objects(blueprint: Blueprint, tree: Rendered, built: list[Built], sources: _Sources) -> Iterator[
         tuple[dict[str, Any], PurePosixPath | None, PurePosixPath | None]]:
     """(object, kustomization root or None, file when known without lookup)."""
     for b in built:
@@ -287,22 +287,22 @@ def _objects(plan: Plan, tree: Rendered, built: list[Built], sources: _Sources) 
                 yield json.loads(json.dumps(node)), None, path
 
 
-def check(plan: Plan, tree: Rendered, built: list[Built]) -> list[Problem]:
+def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Problem]:
     """Schema and substitution problems of every object in the rendered tree."""
     from ..areas.gitops import SUBSTITUTED_FOLDERS
     from ..config.secrets import required_keys
 
-    cluster = plan.cluster
+    cluster = blueprint.cluster
     minor = cluster.kubernetes_minor
     if _k8s_dir(minor) is None:
         return [Problem(cluster.source, 0, 0, "$.microk8s.channel",
                         f"the installed kubernetes-validate has no schemas for Kubernetes {minor}",
                         "upgrade kubernetes-validate (pip install -U kubernetes-validate)")]
     keys = {k.name for k in required_keys(cluster)}
-    sources = _Sources(plan, tree)
+    sources = _Sources(blueprint, tree)
     problems: set[Problem] = set()
     seen: set[tuple[Any, ...]] = set()
-    for doc, root, file in _objects(plan, tree, built, sources):
+    for doc, root, file in _objects(blueprint, tree, built, sources):
         substituted = root is not None and bool(root.parts) and root.parts[0] in SUBSTITUTED_FOLDERS
         ident = (*_identity(doc), substituted)
         if ident in seen:

@@ -17,7 +17,7 @@ from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..areas.output import Plan
+from ..areas.parts import Blueprint
 from ..core.errors import Problem, VerifyError
 from ..render.jinja import Rendered
 
@@ -32,9 +32,9 @@ class Built:
     documents: tuple[dict[str, Any], ...]
 
 
-Checker = Callable[[Plan, Rendered, list[Built]], list[Problem]]
-# Modules with a `check(plan, tree, built) -> list[Problem]` function. Tree checkers read only the
-# plan and the rendered files; build checkers read what kustomize built as well.
+Checker = Callable[[Blueprint, Rendered, list[Built]], list[Problem]]
+# Modules with a `check(blueprint, tree, built) -> list[Problem]` function. Tree checkers read only the
+# blueprint and the rendered files; build checkers read what kustomize built as well.
 TREE_CHECKERS: tuple[str, ...] = ("cloudinit",)
 BUILD_CHECKERS: tuple[str, ...] = ("k8s",)
 CHECKERS: tuple[str, ...] = TREE_CHECKERS + BUILD_CHECKERS
@@ -43,15 +43,15 @@ CHECKERS: tuple[str, ...] = TREE_CHECKERS + BUILD_CHECKERS
 PARALLEL_MIN_FILES = 200
 
 
-def _label(plan: Plan, path: PurePosixPath) -> str:
-    return f"clusters/{plan.cluster.name}/{path}"
+def _label(blueprint: Blueprint, path: PurePosixPath) -> str:
+    return f"clusters/{blueprint.cluster.name}/{path}"
 
 
-def _template_of(plan: Plan, path: PurePosixPath) -> str:
-    return plan.templates.get(path, "?")
+def _template_of(blueprint: Blueprint, path: PurePosixPath) -> str:
+    return blueprint.templates.get(path, "?")
 
 
-def reparse(plan: Plan, tree: Rendered) -> list[Problem]:
+def reparse(blueprint: Blueprint, tree: Rendered) -> list[Problem]:
     """Each YAML file must parse, and every plain scalar must mean the same in YAML 1.1 and 1.2.
 
     The files are composed once with libyaml (PyYAML's C parser, a YAML 1.1 reader like
@@ -63,12 +63,12 @@ def reparse(plan: Plan, tree: Rendered) -> list[Problem]:
 
     loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
     problems: list[Problem] = []
-    formats = {f.path: f.format for f in plan.files}
+    formats = {f.path: f.format for f in blueprint.files}
     for path in sorted(tree):
         if formats.get(path) not in ("yaml", "cloud-config"):
             continue
-        label = _label(plan, path)
-        template = _template_of(plan, path)
+        label = _label(blueprint, path)
+        template = _template_of(blueprint, path)
         try:
             roots = list(pyyaml.compose_all(tree[path].decode("utf-8"), Loader=loader))
         except pyyaml.YAMLError as err:
@@ -184,7 +184,7 @@ def top_roots(tree: Rendered) -> list[PurePosixPath]:
     return [r for r in roots if r not in covered]
 
 
-def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]:
+def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list[Problem]]:
     """Build every kustomization root of `tree` in a scratch copy; parse the output."""
     from ..config.load import load_generated_all
     from .kustomize import build_all
@@ -209,7 +209,7 @@ def build_roots(plan: Plan, tree: Rendered) -> tuple[list[Built], list[Problem]]
             (base / rel).write_bytes(data)
         results = build_all([base / r for r in roots])
         for rel, result in zip(roots, results, strict=True):
-            label = _label(plan, rel / "kustomization.yaml")
+            label = _label(blueprint, rel / "kustomization.yaml")
             if not result.ok:
                 message = result.error.replace(str(base) + "/", "").strip().splitlines()
                 problems.append(Problem(label, 0, 0, "$", "kustomize build failed: " + " | ".join(message[-3:])))
@@ -226,14 +226,14 @@ def _checker(name: str) -> Checker:
     return checker
 
 
-def _tree_checks(plan: Plan, tree: Rendered) -> list[Problem]:
+def _tree_checks(blueprint: Blueprint, tree: Rendered) -> list[Problem]:
     problems: list[Problem] = []
     for name in TREE_CHECKERS:
-        problems.extend(_checker(name)(plan, tree, []))
+        problems.extend(_checker(name)(blueprint, tree, []))
     return problems
 
 
-def verify(plan: Plan, tree: Rendered) -> list[Built]:
+def verify(blueprint: Blueprint, tree: Rendered) -> list[Built]:
     """Run every check; raise `VerifyError` with all problems, else return the built roots.
 
     A large tree is checked on two cores: the tree checkers in a forked child (before any
@@ -243,17 +243,17 @@ def verify(plan: Plan, tree: Rendered) -> list[Built]:
 
     from ..core.proc import fork_call
 
-    child = fork_call(_tree_checks, plan, tree) if len(tree) >= PARALLEL_MIN_FILES else None
+    child = fork_call(_tree_checks, blueprint, tree) if len(tree) >= PARALLEL_MIN_FILES else None
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hkgen-build") as background:
-            builds = background.submit(build_roots, plan, tree)
-            problems = reparse(plan, tree)
+            builds = background.submit(build_roots, blueprint, tree)
+            problems = reparse(blueprint, tree)
             built, build_problems = builds.result()
         problems.extend(build_problems)
         from_builds: list[Problem] = []
         for name in BUILD_CHECKERS:
-            from_builds.extend(_checker(name)(plan, tree, built))
-        problems.extend(child.result() if child is not None else _tree_checks(plan, tree))
+            from_builds.extend(_checker(name)(blueprint, tree, built))
+        problems.extend(child.result() if child is not None else _tree_checks(blueprint, tree))
         problems.extend(from_builds)
     except BaseException:
         if child is not None:

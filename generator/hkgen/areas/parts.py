@@ -1,15 +1,15 @@
-"""Stage 4, plan: decide every file of the rendered tree, as data, before anything is rendered.
+"""The parts areas contribute to stage 4 (blueprint), and the blueprint itself.
 
-A plan is a list of `OutputFile`s (destination, template, context, format). Areas contribute
-their part: the node and satellite seeds (`seeds`), the platform and the apps as GitOps
-`Component`s, which the engine module (`gitops`) lays out for Flux or Argo CD, and the docs.
-Destinations are relative POSIX paths inside `clusters/<name>/`; the planner refuses anything
-else, and two areas claiming one path, before a single byte is rendered.
+A blueprint is every file of the rendered tree decided as data before anything is rendered: a
+list of `OutputFile`s (destination, template, context, format) plus the GitOps `Component`s the
+platform and apps areas contribute (which `gitops` lays out for Flux or Argo CD). This module holds
+only the shared types; `blueprint.py` walks the areas and assembles them, so no area imports the
+builder and the builder imports every area (no cycle).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -17,19 +17,17 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..config.model import Cluster
-from ..core.errors import Problem, RenderError
 
 __all__ = [
     "LAYERS",
     "RECREATE_ANNOTATIONS",
+    "Blueprint",
     "Chart",
     "Component",
     "Format",
     "Layer",
     "OutputFile",
-    "Plan",
     "Release",
-    "build_plan",
     "freeze",
 ]
 
@@ -117,8 +115,8 @@ class Component:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Everything `render` will produce for one cluster."""
+class Blueprint:
+    """Everything `render` will produce for one cluster: stage 4's result."""
 
     cluster: Cluster
     files: tuple[OutputFile, ...]
@@ -126,36 +124,5 @@ class Plan:
 
     @cached_property
     def templates(self) -> dict[PurePosixPath, str]:
-        """Output path -> template it is rendered from (built once; a plan can hold thousands)."""
+        """Output path -> template it is rendered from (built once; a blueprint can hold thousands)."""
         return {f.path: f.template for f in self.files}
-
-
-Contributor = Callable[[Cluster], list[OutputFile]]
-ComponentSource = Callable[[Cluster], list[Component]]
-
-
-def _check_paths(files: list[OutputFile], source: str) -> None:
-    problems: list[Problem] = []
-    seen: set[PurePosixPath] = set()
-    for f in files:
-        parts = f.path.parts
-        if f.path.is_absolute() or not parts or any(p in ("", ".", "..") for p in parts):
-            problems.append(
-                Problem(source, 0, 0, "$", f"planned output path {str(f.path)!r} is not inside the cluster folder")
-            )
-        elif f.path in seen:
-            problems.append(Problem(source, 0, 0, "$", f"two outputs are planned at {f.path}"))
-        seen.add(f.path)
-    if problems:
-        raise RenderError(problems)
-
-
-def build_plan(cluster: Cluster) -> Plan:
-    """Plan the whole tree for `cluster`."""
-    from . import docs, gitops, platform, seeds, workloads
-
-    components = [*platform.components(cluster), *workloads.components(cluster)]
-    files = [*seeds.plan(cluster), *gitops.plan(cluster, components), *docs.plan(cluster, components)]
-    files.sort(key=lambda f: f.path)
-    _check_paths(files, cluster.source)
-    return Plan(cluster, tuple(files), tuple(components))
