@@ -39,6 +39,8 @@ Which values keys count as defined (the "unknown values key" rule):
   maps of the chart and all its subcharts;
 - anything beneath a defined key whose default is not a non-empty mapping (null, a scalar, `{}`
   or a list): the chart does not describe that shape, it takes the value as a whole;
+- anything beneath a defined key whose default mapping has keys that are not identifiers
+  (`timeout.reconciliation`, `policy.csv`): ConfigMap data the chart copies key by key;
 - anything beneath a defined key named like a Kubernetes pass-through field (`PASSTHROUGH`:
   labels, annotations, nodeSelector, tolerations, affinity, resources, securityContext, probes,
   env/volume lists, ...): charts copy these verbatim into manifests, where step 4 checks them
@@ -119,6 +121,13 @@ def _passthrough(key: str) -> bool:
     return key in PASSTHROUGH or key.endswith(_PASSTHROUGH_SUFFIXES)
 
 
+def _data_map(default: Mapping[Any, Any]) -> bool:
+    """A default whose keys are not identifiers (`timeout.reconciliation`, `policy.csv`) is data a
+    chart copies into a ConfigMap key by key (Argo CD's `configs.cm`): its keys are free-form.
+    """
+    return any(not isinstance(k, str) or not k.replace("_", "").replace("-", "").isalnum() for k in default)
+
+
 # --------------------------------------------------------------------------------------------
 # Reading YAML with positions
 
@@ -142,6 +151,16 @@ def _compose_all(text: str) -> list[Any]:
 
 def _load_all(text: str) -> list[Any]:
     return list(_parsed(text))
+
+
+# Helm's own document separator (pkg/releaseutil SplitManifests): a template that trims the
+# newline after `---` renders `---# comment`, which a YAML parser reads as one broken document.
+_HELM_SEPARATOR = re.compile(r"(?:^|\s*\n)---\s*")
+
+
+def _helm_documents(text: str) -> list[Any]:
+    """Documents of Helm-rendered text, split the way Helm splits them."""
+    return [d for part in _HELM_SEPARATOR.split(text) if part.strip() for d in _load_all(part)]
 
 
 @lru_cache(maxsize=1024)
@@ -1182,7 +1201,7 @@ def _check_level(user: Mapping[str, Any], path: PathKey, levels: list[_Level], o
             if isinstance(level.defaults, dict) and key in level.defaults:
                 defined = in_values = True
                 default = level.defaults[key]
-                if isinstance(default, dict) and default and not _passthrough(key):
+                if isinstance(default, dict) and default and not _passthrough(key) and not _data_map(default):
                     children.append(_Level(default, None, None))
                 else:
                     free = True
@@ -1564,7 +1583,7 @@ def _manifests(rendered: Mapping[str, str], crds: Sequence[Mapping[str, str]]) -
         if not text.strip():
             continue
         try:
-            docs = _load_all(text)
+            docs = _helm_documents(text)
         except yaml.YAMLError as err:
             bad.append(f"{name}: rendered YAML does not parse: {_short(str(err), 200)}")
             continue
