@@ -24,7 +24,6 @@ try:
 except ImportError as err:
     raise ImportError("tests/test_chartcheck.py needs the charts extra: pip install -e '.[dev,charts]'") from err
 
-from hkgen.verify import charts as chartcheck
 from hkgen.verify.charts import (
     ChartIndex,
     ReleaseResult,
@@ -34,6 +33,10 @@ from hkgen.verify.charts import (
     kube_version_allows,
     read_tree,
 )
+from hkgen.verify.charts import helm as chart_helm
+from hkgen.verify.charts import index as chart_index
+from hkgen.verify.charts import keys as chart_keys
+from hkgen.verify.charts import schemas as chart_schemas
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CHARTS = REPO.parent / "shared" / "charts"
@@ -438,8 +441,8 @@ global: {shared: 1}
     ({"toplevel": 1}, [("toplevel",)]),
 ])
 def test_values_key_rules(rules_chart: Path, values: dict[str, Any], unknown: list[tuple[str, ...]]) -> None:
-    tree = chartcheck._chart_tree(rules_chart)
-    found = chartcheck._check_keys(values, tree)
+    tree = chart_index._chart_tree(rules_chart)
+    found = chart_keys._check_keys(values, tree)
     assert [path for path, _key, _candidates in found.unknown] == unknown
 
 
@@ -459,7 +462,7 @@ def test_chart_index_finds_directories_by_chart_yaml_and_packaged_charts(tmp_pat
     assert packed is not None and packed.path.name == "packed-1.0.0.tgz"
     assert index.find("demo", "1.0.1") is None
     assert index.versions("demo") == ["1.0.0"]
-    tree = chartcheck._chart_tree(packed.path)
+    tree = chart_index._chart_tree(packed.path)
     assert tree.defaults == {"b": 2}
 
 
@@ -659,7 +662,7 @@ spec:
 
 
 def test_crd_schemas_become_strict_json_schemas() -> None:
-    strict = chartcheck._structural({
+    strict = chart_schemas._structural({
         "type": "object",
         "properties": {
             "port": {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]},
@@ -678,7 +681,7 @@ def test_crd_schemas_become_strict_json_schemas() -> None:
 
 def test_helm_log_lines_are_parsed() -> None:
     text = "2026/11/25 09:18:32 warning: destination for x.y is a table. Ignoring non-table value (a\nb)\nnoise\n"
-    assert chartcheck._go_log_records(text) == ["warning: destination for x.y is a table. Ignoring non-table "
+    assert chart_helm._go_log_records(text) == ["warning: destination for x.y is a table. Ignoring non-table "
                                                 "value (a b) noise"]
 
 
