@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hkgen.areas import platform
+from hkgen.areas import platform, restore
 from hkgen.areas.parts import Component
 from hkgen.config.load import load_text
 from hkgen.config.model import Cluster
@@ -53,7 +53,7 @@ def home() -> Cluster:
 
 
 def test_layers_hold_what_the_order_needs(home: Cluster) -> None:
-    comps = by_name(platform.components(home))
+    comps = by_name([*platform.components(home), *restore.components(home)])
     assert {n for n, c in comps.items() if c.layer == "crds"} == {"namespaces", "priority-classes", "node-labels",
                                                                   "prometheus-crds"}
     assert {n for n, c in comps.items() if c.layer == "controllers"} == {

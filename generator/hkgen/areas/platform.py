@@ -377,7 +377,4 @@ def components(cluster: Cluster) -> list[Component]:
     if "ingress" in addons:
         out.append(_ingress(cluster))
     out.append(_longhorn_config(cluster))
-    from . import restore  # backups of the datastore and the restore gate (only with storage.backup)
-
-    out += restore.components(cluster)
     return out
