@@ -367,7 +367,7 @@ def test_argocd_plugin_fails_without_the_age_key(argo: Rendered) -> None:
     assert "${S3_ACCESS_KEY_ID}" not in done.stdout and "AKIA" not in done.stdout
 
 
-# --- planning rules ---------------------------------------------------------------------------------
+# --- blueprint rules --------------------------------------------------------------------------------
 
 def test_repository_names() -> None:
     assert gitops.repository_name("https://charts.longhorn.io") == "longhorn"

@@ -93,7 +93,7 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     _doc, validation = validate_cluster(file)
     if validation.errors or validation.cluster is None:
         raise ConfigError(validation.problems)
-    say(f"planning {len(validation.cluster.nodes)} nodes")
+    say(f"laying out the blueprint of {len(validation.cluster.nodes)} nodes")
     blueprint = build_blueprint(validation.cluster)
     say(f"rendering {len(blueprint.files)} files")
     tree = render_blueprint(blueprint)
