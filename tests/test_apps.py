@@ -158,15 +158,16 @@ def _core_validator(minor: str, api: str, kind: str) -> Any:
 
 @cache
 def _crd_validator(api: str, kind: str) -> Any:
-    from jsonschema import Draft7Validator
+    from jsonschema import Draft202012Validator
 
-    group, _, version = api.partition("/")
-    path = REPO / "schemas" / "crds" / group / f"{kind.lower()}_{version}.json"
-    return Draft7Validator(json.loads(path.read_text())) if path.is_file() else None
+    from hkgen.verify.k8s import crd_schema_path
+
+    path = crd_schema_path(api, kind)
+    return Draft202012Validator(json.loads(path.read_text())) if path.is_file() else None
 
 
-# Custom resources the apps render; checked against their CRD schema once the platform's
-# schemas/crds/ holds it (verify's k8s_check does the same for the whole tree).
+# Custom resources the apps render; checked against hkgen's own schema of the kind once
+# schemas/kinds/ holds it (verify's k8s_check does the same for the whole tree).
 APP_CRDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "ScheduledBackup"),
             ("barmancloud.cnpg.io/v1", "ObjectStore")}
 

@@ -37,6 +37,11 @@ def test_wheel_ships_data_and_works_outside_the_checkout(repo: Path, tmp_path: P
                    "hkgen/data/templates/docs/RECOVERY.md.j2", "hkgen/versions.yaml",
                    "hkgen/data/templates/scaffold/cookiecutter.json"):
         assert needed in names, needed
+    # hkgen's own schemas, and no upstream schema file (issue 18): exactly the checkout's schemas/.
+    shipped = {n.removeprefix("hkgen/data/schemas/") for n in names if n.startswith("hkgen/data/schemas/")}
+    assert shipped == {p.relative_to(repo / "schemas").as_posix() for p in (repo / "schemas").rglob("*") if p.is_file()}
+    assert {"cloud-config.schema.json", "kinds/helm.toolkit.fluxcd.io/helmrelease-v2.json"} <= shipped
+    assert not [n for n in names if "schemas/crds/" in n or "schemas/cloud-init/" in n or "NOTICE" in n]
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     cluster = tmp_path / "clusters" / "home"

@@ -1,8 +1,9 @@
 """Verification of the Pi seeds: every file a node or satellite boots from, checked before it is written.
 
-* `user-data`: starts with `#cloud-config`, loads cleanly, and is valid against cloud-init's own
-  cloud-config schema (vendored in schemas/cloud-init/, JSON-schema draft 4 as cloud-init uses
-  it); keys the schema marks deprecated are refused too. Every MicroK8s launch configuration
+* `user-data`: starts with `#cloud-config`, loads cleanly, and is valid against hkgen's own
+  cloud-config schema (schemas/cloud-config.schema.json: exactly the modules and keys hkgen's
+  seeds emit, unknown keys refused; tests prove it against cloud-init's schema of the pinned
+  release, none of whose deprecated keys it allows). Every MicroK8s launch configuration
   it writes (`seeds.is_launch_config`) is valid against schemas/microk8s-launch-config.schema.json,
   which refuses unknown keys (MicroK8s itself only warns about them). A node's seed must write
   /etc/microk8s.yaml before the snap step (not deferred) and install and hold a pinned channel.
@@ -72,18 +73,15 @@ def _schema(name: str) -> dict[str, Any]:
     return loaded
 
 
+CLOUD_CONFIG_SCHEMA = "cloud-config.schema.json"
+NETWORK_CONFIG_SCHEMA = "network-config.schema.json"
+
+
 @cache
 def _cloud_config_validator() -> Any:
-    from jsonschema import Draft4Validator, ValidationError, validators
+    from jsonschema import Draft202012Validator
 
-    def deprecated(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
-        if value is True:
-            since = schema.get("deprecated_version", "?")
-            why = schema.get("deprecated_description", "")
-            yield ValidationError(f"deprecated since cloud-init {since}: {why}".strip())
-
-    cls = validators.extend(Draft4Validator, {"deprecated": deprecated})  # type: ignore[no-untyped-call]
-    return cls(_schema("cloud-init/schema-cloud-config-v1.json"), format_checker=Draft4Validator.FORMAT_CHECKER)
+    return Draft202012Validator(_schema(CLOUD_CONFIG_SCHEMA), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 @cache
@@ -97,7 +95,7 @@ def _launch_config_validator() -> Any:
 def _network_validator() -> Any:
     from jsonschema import Draft7Validator
 
-    return Draft7Validator(_schema("cloud-init/network-config-v2.hkgen.schema.json"))
+    return Draft7Validator(_schema(NETWORK_CONFIG_SCHEMA))
 
 
 # --- schema errors -> located problems ------------------------------------------------------------
@@ -159,44 +157,32 @@ def _located(doc: Document, errors: Iterable[tuple[PathKey, Any]], prefix: str =
 
 # --- the cloud-config schema, validated key by key ------------------------------------------------
 #
-# Validating one user-data against cloud-init's schema walks ~60 module schemas (about 2 ms);
-# a 1,000-node cluster has 1,000 user-data files that share almost every value. The schema is an
-# allOf of per-module `properties` with no rule across keys, so a document's errors are the union
-# of the errors of its keys taken one by one: those are cached per (key, value), and the
-# per-node `write_files` list is checked item by item against its item schema. `_decomposable`
-# proves that shape when the schema loads; a schema of another shape is validated whole.
+# A 1,000-node cluster has 1,000 user-data files that share almost every value. hkgen's
+# cloud-config schema is one object of independent `properties` (no rule across keys), so a
+# document's errors are the union of the errors of its keys taken one by one: those are cached
+# per (key, value), and the per-node `write_files` list is checked item by item against its item
+# schema. `_decomposable` proves that shape when the schema loads; a schema of another shape
+# is validated whole.
 
-_OBJECT_KEYS = frozenset({"type", "properties", "additionalProperties", "description"})
-_ROOT_KEYS = frozenset({"$schema", "$defs", "allOf", "properties", "additionalProperties", "type"})
+# Root keywords that constrain nothing across keys (annotations, and the per-key rules themselves).
+_ROOT_KEYS = frozenset({"$schema", "$id", "title", "description", "type", "properties", "additionalProperties"})
 
 
-def _decomposable(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]] | None:
-    """(write_files item schema, {key: $refs of the modules defining it}) when the cloud-config
-    schema splits by key, else None.
+def _decomposable(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """(write_files item schema, {key: that key's schema}) when the cloud-config schema splits
+    by key, else None.
     """
     if not set(schema) <= _ROOT_KEYS or schema.get("type", "object") != "object":
         return None
     if not isinstance(schema.get("additionalProperties", True), bool):
         return None
-    by_key: dict[str, list[dict[str, str]]] = {}
-    for ref in schema.get("allOf", []):
-        target = ref.get("$ref", "") if isinstance(ref, dict) and set(ref) == {"$ref"} else ""
-        if not target.startswith("#/$defs/"):
-            return None
-        member = schema["$defs"].get(target.removeprefix("#/$defs/"))
-        if not isinstance(member, dict) or not set(member) <= _OBJECT_KEYS:
-            return None
-        if member.get("type", "object") != "object" or member.get("additionalProperties", True) is not True:
-            return None
-        for key in member.get("properties", {}):
-            by_key.setdefault(key, []).append(ref)
-    # write_files: one array schema whose only list-level rule a non-empty list meets.
-    rules = [schema["$defs"][ref["$ref"].removeprefix("#/$defs/")]["properties"]["write_files"]
-             for ref in by_key.get("write_files", [])]
-    rules += [r for r in [schema.get("properties", {}).get("write_files")] if r]
-    if len(rules) != 1 or not set(rules[0]) <= {"type", "items", "minItems", "description"}:
+    by_key = schema.get("properties")
+    if not isinstance(by_key, dict) or not all(isinstance(v, dict) for v in by_key.values()):
         return None
-    rule = rules[0]
+    # write_files: an array schema whose only list-level rule a non-empty list meets.
+    rule = by_key.get("write_files")
+    if not isinstance(rule, dict) or not set(rule) <= {"type", "items", "minItems", "description"}:
+        return None
     if rule.get("type") != "array" or rule.get("minItems", 1) > 1 or not isinstance(rule.get("items"), dict):
         return None
     return rule["items"], by_key
@@ -204,24 +190,18 @@ def _decomposable(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, lis
 
 @cache
 def _split_validators() -> tuple[Any, dict[str, Any]] | None:
-    """(write_files item validator, {key: validator of that key's module schemas}), or None.
+    """(write_files item validator, {key: validator of {key: value}}), or None.
 
-    A key's validator holds only the modules that define the key, so a value is not walked
-    through the other ~60 modules; a key no module defines gets the whole schema (it is an
-    error, and the message lists the known keys).
+    A key no schema property names gets the whole schema (it is an error, and the message
+    names the unknown key with the closest known one).
     """
-    schema = _schema("cloud-init/schema-cloud-config-v1.json")
-    split = _decomposable(schema)
+    split = _decomposable(_schema(CLOUD_CONFIG_SCHEMA))
     if split is None:
         return None
     items, by_key = split
     whole = _cloud_config_validator()
-    known = schema.get("properties", {})
-    validators = {
-        key: whole.evolve(schema={"allOf": refs, "properties": {key: known[key]}})
-        for key, refs in by_key.items()
-        if key in known
-    }
+    validators = {key: whole.evolve(schema={"type": "object", "properties": {key: rule}})
+                  for key, rule in by_key.items()}
     return whole.evolve(schema=items), validators
 
 

@@ -3,8 +3,10 @@
 Objects are what the kustomization roots build to, plus the objects of files no root covers (the
 Flux entry folder, which Flux builds itself). Built-in kinds are checked against the strict
 Kubernetes JSON schemas that PyPI `kubernetes-validate` ships, for the Kubernetes minor of the
-cluster's MicroK8s channel; custom resources against the CRD schemas in hkgen's `schemas/crds/`,
-and their metadata against the Kubernetes ObjectMeta schema. An object with no schema is an
+cluster's MicroK8s channel; custom resources against hkgen's own schema of that kind
+(`schemas/kinds/<group>/<kind>-<version>.json`: exactly the fields hkgen writes, unknown fields
+refused, so a template typo fails here; tests prove each against the pinned upstream CRD), and
+their metadata against the Kubernetes ObjectMeta schema. An object with no schema is an
 error, not a pass. Objects the GitOps engine substitutes (under platform/ and apps/) may hold `$`
 only in `${KEY}` placeholders of keys the cluster's secrets file has: Flux would replace anything
 else that looks like a variable (with an empty string when unknown).
@@ -33,7 +35,6 @@ _MAX_MESSAGE = 240
 _PLACEHOLDER = re.compile(r"\$\{([_A-Za-z][_A-Za-z0-9]*)\}")
 # What drone/envsubst (Flux's substitution) reads as the start of a variable after a `$`.
 _VARIABLE_START = re.compile(r"[A-Za-z0-9_{$]")
-_GO_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
 
 
 # --- schemas --------------------------------------------------------------------------------------
@@ -99,40 +100,45 @@ def _metadata_validator(minor: str) -> Any:
     return Draft202012Validator(schema, registry=_registry(minor))
 
 
-def _python_regex(pattern: str) -> str:
-    # Go's RE2 allows inline flags mid-pattern (`^(?i)(abort|warn)?$` in prometheus-operator's CRDs);
-    # Python only at the start. At the very start or right after `^` moving them changes nothing.
-    flags = "".join(_GO_FLAGS.findall(pattern))
-    if not flags or pattern.startswith("(?"):
-        return pattern
-    return f"(?{flags})" + _GO_FLAGS.sub("", pattern)
-
-
-def _fix_patterns(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: (_python_regex(v) if k == "pattern" and isinstance(v, str) else _fix_patterns(v))
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_fix_patterns(v) for v in node]
-    return node
-
-
 def crd_schema_path(api_version: str, kind: str) -> Path:
-    """Where hkgen keeps the JSON schema of a custom resource kind."""
+    """Where hkgen keeps its own JSON schema of a custom resource kind (one file per kind and version)."""
     from ..core.resources import data_dir
 
     group, version = _split(api_version)
-    return data_dir("schemas") / "crds" / group / f"{kind.lower()}_{version}.json"
+    return data_dir("schemas") / "kinds" / group / f"{kind.lower()}-{version}.json"
+
+
+def _schema_label(api_version: str, kind: str) -> str:
+    group, version = _split(api_version)
+    return f"schemas/kinds/{group}/{kind.lower()}-{version}.json"
 
 
 @cache
 def _crd_validator(api_version: str, kind: str) -> Any:
-    from jsonschema import Draft7Validator
+    from jsonschema import Draft202012Validator
 
     path = crd_schema_path(api_version, kind)
     if not path.is_file():
         return None
-    return Draft7Validator(_fix_patterns(json.loads(path.read_text("utf-8"))))
+    return Draft202012Validator(json.loads(path.read_text("utf-8")))
+
+
+def _unknown_fields(err: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """An additionalProperties error as one finding per unknown field, at the field's own path
+    (so the problem points at its line), with the closest allowed name as a hint.
+    """
+    import difflib
+
+    allowed = sorted(err.schema.get("properties") or {})
+    out = []
+    for key in err.instance:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        known = ", ".join(allowed) if allowed else "none"
+        out.append(((*err.absolute_path, key), f"unknown field '{key}' ({hint}fields hkgen writes here: {known})"))
+    return out
 
 
 def validate_object(doc: dict[str, Any], minor: str) -> tuple[bool, list[tuple[tuple[str | int, ...], str]]]:
@@ -147,7 +153,12 @@ def validate_object(doc: dict[str, Any], minor: str) -> tuple[bool, list[tuple[t
         meta = _metadata_validator(minor)
     if validator is None:
         return False, []
-    found = [(tuple(e.absolute_path), e.message) for e in validator.iter_errors(doc)]
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for err in validator.iter_errors(doc):
+        if meta is not None and err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            found += _unknown_fields(err)
+        else:
+            found.append((tuple(err.absolute_path), err.message))
     if meta is not None and isinstance(doc.get("metadata"), dict):
         found += [(("metadata", *e.absolute_path), e.message) for e in meta.iter_errors(doc["metadata"])]
     return True, sorted(found, key=lambda x: [str(p) for p in x[0]])
@@ -314,9 +325,9 @@ def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Prob
         else:
             has_schema, errors = validate_object(doc, minor)
             if not has_schema:
-                group, version = _split(doc["apiVersion"])
+                group, _version = _split(doc["apiVersion"])
                 where = (f"the Kubernetes {minor} schemas" if _is_core(group)
-                         else f"schemas/crds/{group}/{doc['kind'].lower()}_{version}.json")
+                         else _schema_label(doc["apiVersion"], doc["kind"]))
                 findings.append(((), f"no schema for {doc['apiVersion']} {doc['kind']} (looked in {where})"))
             findings += errors
         if substituted:
