@@ -23,8 +23,8 @@ pinned version in local chart folders, and for each release:
 4. validates every rendered document (and the chart's `crds/` Helm installs) against the CRDs the
    tree itself installs (exact versions: plain CRD files, every chart's `crds/`, CRDs charts
    render), extra CRD schema folders, and else with the checks the rest of the tree gets
-   (`k8s_check.validate_object`: Kubernetes' strict schemas of the cluster's version, hkgen's
-   bundled CRD schemas); a document of a kind no schema describes is an error;
+   (`verify/k8s.validate_object`: Kubernetes' strict schemas of the cluster's version, hkgen's
+   own schemas of the kinds it writes); a document of a kind no schema describes is an error;
 5. reports each finding as a `Problem` at the HelmRelease/Application (or values file) line.
 
 Which values keys count as defined (the "unknown values key" rule):

@@ -23,8 +23,8 @@ class ManifestSchemas:
     """Schemas for rendered documents, in this order: the CRDs the tree itself installs (plain
     CRD files, every chart's `crds/`, CRDs charts render from templates: the exact versions the
     cluster gets), `crd_folders` (datree layout, `<group>/<kind>_<version>.json`), then what the
-    rest of the tree is checked with (`k8s_check.validate_object`: Kubernetes' strict schemas of
-    the cluster's version and hkgen's bundled CRD schemas).
+    rest of the tree is checked with (`verify/k8s.validate_object`: Kubernetes' strict schemas of
+    the cluster's version and hkgen's own schemas of the kinds it writes).
     """
 
     def __init__(self, kube_version: str, crd_documents: Sequence[dict[str, Any]] = (),
