@@ -136,7 +136,7 @@ def crd_validator(api_version: str, kind: str) -> Any:
     """A strict validator for the pinned upstream CRD of a kind (unknown fields are errors unless
     the CRD preserves them), built the way `hkgen verify-charts` builds them; None without one.
     """
-    from hkgen.verify.charts import ManifestSchemas
+    from hkgen.verify.charts.schemas import ManifestSchemas
 
     schemas = ManifestSchemas("1.34", [{"kind": "CustomResourceDefinition", "spec": {
         "group": api_version.rpartition("/")[0], "names": {"kind": kind},
