@@ -376,7 +376,7 @@ def _postgres_rules(cluster: Cluster) -> list[Rule]:
     gap = cron_max_gap_seconds(cluster.backup.backup_cron) + 3 * 3600 if cluster.backup else 0
     for namespace, name, backed_up in _postgres_clusters(cluster):
         pods = f'namespace="{namespace}",pod=~"{_re([name])}-[0-9]+"'
-        labels = (("cnpg_cluster", name),)
+        labels = (("cnpg_cluster", name), ("namespace", namespace))
         rules += [
             Rule("hkgen-postgres", "HkgenPostgresNoPrimary", f"absent(cnpg_pg_replication_in_recovery{{{pods}}} == 0)",
                  "2m", "critical", f"Postgres {name} has no primary",

@@ -25,6 +25,9 @@ __all__ = ["ALERTMANAGER_SECRET", "BLACKBOX_SERVICE", "components", "probes"]
 NAMESPACE = "monitoring"
 ALERTMANAGER_SECRET = "hkgen-alertmanager"  # noqa: S105 - the Secret's name; its values are placeholders
 BLACKBOX_NAME = "blackbox-exporter"
+BLACKBOX_CONFIG = "blackbox-exporter-config"
+BLACKBOX_MODULES = {"modules": {"tcp_connect": {"prober": "tcp", "timeout": "5s",
+                                                "tcp": {"preferred_ip_protocol": "ip4"}}}}
 BLACKBOX_PORT = 9115
 BLACKBOX_SERVICE = f"{BLACKBOX_NAME}.{NAMESPACE}.svc:{BLACKBOX_PORT}"
 SMARTCTL_NAME = "smartctl-exporter"
@@ -72,8 +75,8 @@ def _blackbox(cluster: Cluster, workloads: Mapping[str, Any]) -> Release:
         "fullnameOverride": BLACKBOX_NAME,
         "priorityClassName": "monitoring",
         "resources": _resources(workloads[BLACKBOX_NAME]),
-        "config": {"modules": {"tcp_connect": {"prober": "tcp", "timeout": "5s",
-                                               "tcp": {"preferred_ip_protocol": "ip4"}}}},
+        # The modules are a Secret of the alerts component: module names are ours, not the chart's keys.
+        "configExistingSecretName": BLACKBOX_CONFIG,
     }
     chart = Chart("prometheus-blackbox-exporter", PROM_REPO, cluster.version("charts", "prometheus-blackbox-exporter"))
     return Release("blackbox-exporter", NAMESPACE, chart, freeze(values))
@@ -115,6 +118,8 @@ def components(cluster: Cluster) -> list[Component]:
         files.append(_file("probes.yaml", "probes.yaml.j2", namespace=NAMESPACE, probes=found,
                            job=alert_rules.BLACKBOX_JOB, interval=mon.settings["scrapeInterval"],
                            prober=BLACKBOX_SERVICE))
+        files.append(_file("blackbox-config.yaml", "blackbox-config.yaml.j2", name=BLACKBOX_CONFIG,
+                           namespace=NAMESPACE, config_text=dump(BLACKBOX_MODULES)))
     resources = sorted(str(f.path) for f in files)
     files.append(OutputFile(PurePosixPath("kustomization.yaml"), "apps/_common/templates/kustomization.yaml.j2",
                             freeze({"namespace": NAMESPACE, "resources": resources})))

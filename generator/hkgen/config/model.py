@@ -321,6 +321,12 @@ class Cluster:
         """True when Alertmanager and hkgen's alert rules are rendered (alerts on, monitoring enabled)."""
         return self.alerts is not None and self.alerts.enabled and self.app("monitoring") is not None
 
+    @property
+    def alerts_to_home_assistant(self) -> bool:
+        """True when Alertmanager posts to Home Assistant's webhook (its receiver on, the app enabled)."""
+        return self.alerting and self.alerts is not None and self.alerts.home_assistant and \
+            self.app("home-assistant") is not None
+
     def app(self, name: str) -> AppConfig | None:
         """The catalogue app called `name` if it is configured and enabled."""
         for app in self.apps:
