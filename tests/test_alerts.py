@@ -548,3 +548,23 @@ def test_real_alertmanager_routes_to_the_household(everything: Rendering, tmp_pa
     assert by_path.get("/heartbeat") == ["Watchdog"], by_path
     assert by_path.get("/api/webhook/" + values["ALERTS_HOME_ASSISTANT_WEBHOOK_ID"]) == ["HkgenNodeNotReady"]
     assert all("KubePodNotReady" not in names for names in by_path.values())
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+def test_home_dashboard_is_the_home_page_and_its_queries_parse(home: Rendering, tmp_path: Path) -> None:
+    """Grafana's home page is hkgen's "Is my house OK?" dashboard; every query is valid PromQL
+    (checked by promtool as recording rules) and it shows alerts, nodes, storage, backups, Zigbee."""
+    assert PROMTOOL is not None
+    (cm,) = _docs(home, "apps/grafana/dashboards.yaml")
+    board = json.loads(cm["data"]["home.json"])
+    (deployment,) = _docs(home, "apps/grafana/deployment.yaml")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == "/etc/grafana/dashboards/home.json"
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    for needle in ("ALERTS{", "kube_node_status_condition", "longhorn_volume_robustness",
+                   "longhorn_volume_last_backup_at", "zigbee2mqtt", "probe_success"):
+        assert any(needle in e for e in exprs), needle
+    rules = [{"record": f"hkgen:dashboard:{i}", "expr": e} for i, e in enumerate(exprs)]
+    _dump({"groups": [{"name": "dashboard", "rules": rules}]}, tmp_path / "queries.yml")
+    done = _run([PROMTOOL, "check", "rules", str(tmp_path / "queries.yml")])
+    assert done.returncode == 0, done.stdout + done.stderr
