@@ -568,3 +568,21 @@ def test_home_dashboard_is_the_home_page_and_its_queries_parse(home: Rendering, 
     _dump({"groups": [{"name": "dashboard", "rules": rules}]}, tmp_path / "queries.yml")
     done = _run([PROMTOOL, "check", "rules", str(tmp_path / "queries.yml")])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plan_lists_the_alert_for_every_single_node_failure(hkgen: Any) -> None:
+    """`hkgen plan` (json) says, for every node and satellite of the reference cluster, which alert
+    fires and after how long: node grace + scrape + evaluation + `for:` + group_wait."""
+    done = hkgen("plan", "--format", "json", "clusters/home", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    section = json.loads(done.stdout)["alerting"]
+    failures = {f["failure"]: f for f in section["failures"]}
+    for node in ("cp1", "cp2", "cp3", "w1", "w2", "w3", "w4", "w5", "w6"):
+        f = failures[f"node {node} down"]
+        assert f["alert"] == "HkgenNodeNotReady"
+        assert f["seconds_to_person"] == 20 + 60 + 60 + 120 + 30
+    assert failures["node w1 down"]["held_back"].count("HkgenZigbeeBridgeOffline") == 1  # its USB stick
+    assert "HkgenZigbeeBridgeOffline" not in failures["node w2 down"]["held_back"]
+    assert "HkgenControlPlaneDegraded" in failures["node cp2 down"]["held_back"]
+    assert failures["satellite zsat-garden down"]["alert"] == "HkgenZigbeeSatelliteUnreachable"
+    assert section["reaches_someone"] is False  # the reference has no receiver until its secret exists
