@@ -318,8 +318,8 @@ def _restore_rules(cluster: Cluster) -> list[Rule]:
             "The restore gate {{ $labels.namespace }}/{{ $labels.job_name }} holds its app",
             "The gate Job has not succeeded for 30 minutes: the app waits for its volume or database to be "
             "restored (or marked new).", "restore-gate", "restore"))
-    names = [f"hkgen-dqlite-upload-{n.hostname}" for n in cluster.control_planes]
-    selector = f'namespace="{restore.BACKUP_NAMESPACE}",cronjob=~"{_re(names)}"'
+    # Every CronJob in the backup namespace is a control plane's datastore upload.
+    selector = f'namespace="{restore.BACKUP_NAMESPACE}"'
     stale = 3 * 3600  # three hourly uploads missed
     rules += [
         Rule("hkgen-backups", "HkgenDatastoreBackupFailed",
