@@ -461,8 +461,15 @@ def test_every_receiver_and_the_heartbeat_are_configured(everything: Rendering) 
     # Home Assistant gets the webhook id from its own Secret and listens on it in hkgen's package.
     (cm,) = _docs(everything, "apps/home-assistant/configmap.yaml")
     package = cm["data"]["hkgen.yaml"]
-    assert "webhook_id: !env_var ALERTS_WEBHOOK_ID" in package
-    assert "action: notify.mobile_app_phone" in package
+    ha_yaml = YAML(typ="safe", pure=True)  # Home Assistant's own tag, read as text here
+    ha_yaml.constructor.add_constructor("!env_var", lambda lo, node: "env:" + lo.construct_scalar(node))
+    (automation,) = ha_yaml.load(package)["automation"]
+    assert automation["triggers"] == [{"trigger": "webhook", "webhook_id": "env:ALERTS_WEBHOOK_ID",
+                                       "allowed_methods": ["POST"], "local_only": True}]
+    actions = automation["actions"]
+    assert actions[0]["then"][0]["action"] == "persistent_notification.dismiss"
+    assert actions[0]["else"][0]["action"] == "persistent_notification.create"
+    assert actions[1]["action"] == "notify.mobile_app_phone"
     (secret,) = _docs(everything, "apps/home-assistant/alerts-secret.yaml")
     assert secret["stringData"]["webhook-id"] == "${ALERTS_HOME_ASSISTANT_WEBHOOK_ID}"
 
