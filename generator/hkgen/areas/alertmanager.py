@@ -9,8 +9,9 @@ Routing, top to bottom (first match wins):
    ones by default), the rest nowhere: they still show in Grafana and Alertmanager.
 Alerts are grouped by name, so ten degraded volumes make one message. While a node is down,
 the alerts that follow from it (label failure=node: degraded volumes, a coordinator or a
-broker on the node, the control-plane count) are inhibited: one incident, one message. A
-critical alert inhibits the warning of the same name and node.
+broker on the node, the control-plane count) and every other alert carrying that node's name are
+inhibited: one incident, one message. A critical alert inhibits the warning of the same name
+and node.
 
 Credentials are `${KEY}` placeholders; the rendered Secret is substituted by the GitOps engine
 from the SOPS file. Nothing here may hold another '$' (Go templates do not need one).
@@ -111,6 +112,9 @@ def config(cluster: Cluster) -> dict[str, Any]:
             # A dead node explains its consequences: one message for the incident.
             {"source_matchers": ['alertname="HkgenNodeNotReady"'], "target_matchers": ['failure="node"',
                                                                                        'alertname!="HkgenNodeNotReady"']},
+            # ... and so does every other alert about that node (the chart's KubeNodeUnreachable, ...).
+            {"source_matchers": ['alertname="HkgenNodeNotReady"'],
+             "target_matchers": ['alertname!="HkgenNodeNotReady"'], "equal": ["node"]},
             {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
              "equal": ["alertname", "node"]},
             # kube-prometheus-stack's InfoInhibitor: info alerts only count together with a real one.
