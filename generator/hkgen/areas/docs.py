@@ -20,10 +20,9 @@ def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
 
     figures = report(analyse(cluster))
     # Runbook sections for the alerts this cluster has (alert rules link to their headings).
-    used = {r.runbook for r in rules(cluster)}
-    runbooks = [{"key": k, "title": title, "steps": steps, "alerts": sorted({r.alert for r in rules(cluster)
-                                                                             if r.runbook == k})}
-                for k, (title, steps) in RUNBOOKS.items() if k in used]
+    found = rules(cluster)
+    runbooks = [{"key": k, "title": title, "steps": steps, "alerts": sorted({r.alert for r in found if r.runbook == k})}
+                for k, (title, steps) in RUNBOOKS.items() if any(r.runbook == k for r in found)]
     context = freeze({"report": figures, "alert_runbooks": runbooks})
     return [
         OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
