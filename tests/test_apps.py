@@ -365,7 +365,7 @@ def test_requests_are_what_the_planner_counts(reference: Rendered) -> None:
         assert pg["spec"]["storage"]["size"] == f"{w.volume('pgdata').size_gib}Gi"
         checked.add(w.name)
     chart_based = {"prometheus", "prometheus-operator", "kube-state-metrics", "node-exporter", "thanos-query",
-                   "thanos-store", "thanos-compactor"}
+                   "thanos-store", "thanos-compactor", "alertmanager", "blackbox-exporter", "smartctl-exporter"}
     assert set(planned) - checked == chart_based  # checked against the rendered charts in test_charts_*
 
 
@@ -688,7 +688,12 @@ def test_prometheus_values_fit_microk8s_and_a_pi(reference: Rendered) -> None:
     values = reference.values("monitoring", "kube-prometheus-stack")
     cps = [n.ip for n in reference.cluster.control_planes]
     assert values["crds"]["enabled"] is False  # the platform's crds layer installs them first
-    assert values["grafana"]["enabled"] is False and values["alertmanager"]["enabled"] is False
+    assert values["grafana"]["enabled"] is False
+    # Alertmanager (alerts:): two replicas on distinct nodes, its configuration is hkgen's Secret.
+    am = values["alertmanager"]
+    assert am["enabled"] is True and am["alertmanagerSpec"]["configSecret"] == "hkgen-alertmanager"
+    assert am["alertmanagerSpec"]["useExistingSecret"] is True
+    assert (am["alertmanagerSpec"]["replicas"], am["alertmanagerSpec"]["podAntiAffinity"]) == (2, "hard")
     assert values["kubeEtcd"]["enabled"] is False
     assert values["kubeControllerManager"]["endpoints"] == cps == values["kubeScheduler"]["endpoints"]
     assert values["kubeProxy"]["endpoints"] == [n.ip for n in reference.cluster.nodes]
@@ -755,7 +760,8 @@ def test_grafana_datasource_and_dashboards(reference: Rendered) -> None:
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] == "prometheus"
             assert all(t["expr"] for t in panel["targets"])
-    assert titles == {"nodes.json": "Nodes", "longhorn.json": "Longhorn", "apps.json": "Apps"}
+    assert titles == {"nodes.json": "Nodes", "longhorn.json": "Longhorn", "apps.json": "Apps",
+                      "home.json": "Is my house OK?"}
     assert "longhorn_volume_robustness" in dashboards["data"]["longhorn.json"]
     assert "namespace=~'home-automation|monitoring'" in dashboards["data"]["apps.json"]
 

@@ -113,7 +113,7 @@ def test_readme_has_the_satellites_and_zigbee_networks(home: tuple[Any, dict[str
 def test_readme_has_every_app_with_its_addresses(home: tuple[Any, dict[str, str]]) -> None:
     text = home[1]["README.md"]
     apps = table_rows(text, "app")
-    assert sorted(apps) == ["grafana", "home-assistant", "monitoring", "mosquitto", "zigbee2mqtt"]
+    assert sorted(apps) == ["alerts", "grafana", "home-assistant", "monitoring", "mosquitto", "zigbee2mqtt"]
     assert apps["home-assistant"][3] == "<https://home-assistant.home.arpa> (web UI)"
     assert apps["grafana"][3] == "<https://grafana.home.arpa> (web UI)"
     assert apps["monitoring"][3] == "<https://prometheus.home.arpa> (web UI)"
@@ -161,7 +161,7 @@ def test_topology_places_stateful_apps_and_volumes(home: tuple[Any, dict[str, st
     apps = dict(re.findall(r'(a\d+)\["<b>([a-z0-9-]+)</b>', text))
     by_name = {v: k for k, v in apps.items()}
     assert set(by_name) == {"home-assistant", "mosquitto", "prometheus", "thanos-compactor", "grafana-postgres",
-                            "zigbee2mqtt-house", "zigbee2mqtt-garden", "zigbee2mqtt-attic"}
+                            "zigbee2mqtt-house", "zigbee2mqtt-garden", "zigbee2mqtt-attic", "alertmanager"}
     assert f'{by_name["zigbee2mqtt-house"]} ==>|"pinned: USB zigbee-house"| {ids["w1"]}' in text
     assert f'{by_name["zigbee2mqtt-house"]} --> runs' not in text
     for free in set(by_name) - {"zigbee2mqtt-house"}:

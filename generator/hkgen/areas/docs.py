@@ -16,9 +16,14 @@ def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Document files of `cluster`."""
     from ..analysis.resilience import analyse, report
     from . import readme
+    from .alert_rules import RUNBOOKS, rules
 
     figures = report(analyse(cluster))
-    context = freeze({"report": figures})
+    # Runbook sections for the alerts this cluster has (alert rules link to their headings).
+    found = rules(cluster)
+    runbooks = [{"key": k, "title": title, "steps": steps, "alerts": sorted({r.alert for r in found if r.runbook == k})}
+                for k, (title, steps) in RUNBOOKS.items() if any(r.runbook == k for r in found)]
+    context = freeze({"report": figures, "alert_runbooks": runbooks})
     return [
         OutputFile(PurePosixPath("RECOVERY.md"), "core/docs/RECOVERY.md.j2", context, "markdown"),
         *readme.files(cluster, components),

@@ -353,7 +353,12 @@ def argocd_values(cluster: Cluster) -> dict[str, Any]:
     """
     version = cluster.version("images", "argocd")
     path = "/custom-tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    # hkgen's sync alert reads argocd_app_info from the application controller (port 8082), scraped
+    # through the annotated-pods job: a ServiceMonitor would need CRDs Argo CD installs only later.
+    controller = ({"controller": {"podAnnotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8082"}}}
+                  if cluster.alerting else {})
     return {
+        **controller,
         "global": {"image": {"tag": version}},
         "dex": {"enabled": False},
         "notifications": {"enabled": False},

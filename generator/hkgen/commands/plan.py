@@ -22,6 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
+    from ..analysis.alerting import alerting_report
     from ..analysis.resilience import analyse, rendered_settings, report
     from ..areas.blueprint import build_blueprint
     from ..core.errors import ConfigError
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         # The figures come from the tree as it would be rendered now (in memory, not written).
         tree = render_blueprint(build_blueprint(result.cluster))
         data = report(analyse(result.cluster, rendered_settings(tree)))
+        data["alerting"] = alerting_report(result.cluster, data)  # who hears about each failure, and when
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1
         if args.format == "json":
@@ -109,6 +111,10 @@ def to_text(d: dict[str, Any]) -> list[str]:
                   f"{p['kwh_per_year_idle']} kWh/year at idle."]
     if d["single_points_of_failure"]:
         lines.append(f"Single points of failure: {', '.join(d['single_points_of_failure'])}")
+    if "alerting" in d:
+        from ..analysis.alerting import to_text as alerting_text
+
+        lines += alerting_text(d["alerting"])
     v = d["verdict"]
     lines += ["", "Verdict: " + ("survives any single node failure" if v["survives_any_single_node_failure"]
                                  else "a single node failure is NOT survivable")]

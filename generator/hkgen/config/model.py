@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
+from .alerting import Alerts, build_alerts
+
 __all__ = [
     "Admin",
     "AppConfig",
@@ -242,6 +244,7 @@ class Cluster:
     versions: dict[str, dict[str, str]] = field(hash=False)
     apps: tuple[AppConfig, ...] = ()
     custom_apps: tuple[CustomApp, ...] = ()
+    alerts: Alerts | None = None  # None only for models built without an `alerts` section (tests)
 
     def __hash__(self) -> int:
         # Per-cluster caches (`functools.cache` on a Cluster) hash it on every call; the generated
@@ -312,6 +315,17 @@ class Cluster:
     def lan_prefix(self) -> int:
         """Prefix length of the LAN."""
         return ipaddress.ip_network(self.lan, strict=False).prefixlen
+
+    @property
+    def alerting(self) -> bool:
+        """True when Alertmanager and hkgen's alert rules are rendered (alerts on, monitoring enabled)."""
+        return self.alerts is not None and self.alerts.enabled and self.app("monitoring") is not None
+
+    @property
+    def alerts_to_home_assistant(self) -> bool:
+        """True when Alertmanager posts to Home Assistant's webhook (its receiver on, the app enabled)."""
+        return self.alerting and self.alerts is not None and self.alerts.home_assistant and \
+            self.app("home-assistant") is not None
 
     def app(self, name: str) -> AppConfig | None:
         """The catalogue app called `name` if it is configured and enabled."""
@@ -433,4 +447,5 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         gitops_interval=go["interval"],
         secrets_file=sec["file"], age_recipients=tuple(sec["ageRecipients"]),
         versions=merged_versions, apps=apps, custom_apps=custom,
+        alerts=build_alerts(data["alerts"]) if "alerts" in data else None,
     )

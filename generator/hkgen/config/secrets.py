@@ -135,8 +135,36 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
         )
     for app in cluster.custom_apps:
         keys += [SecretKey(k, f"{var} of custom app {app.name}", rf"^[{_SAFE}]{{1,}}$") for var, k in app.secret_env]
+    keys += _alert_keys(cluster)
     unique = {k.name: k for k in keys}
     return [unique[n] for n in sorted(unique)]
+
+
+def _alert_keys(cluster: Cluster) -> list[SecretKey]:
+    """Credentials of the alert receivers and the heartbeat (alerts section of cluster.yaml)."""
+    alerts = cluster.alerts
+    if alerts is None or not cluster.alerting:
+        return []
+    url = rf"^https?://[{_SAFE}]+$"
+    keys: list[SecretKey] = []
+    if alerts.heartbeat:
+        keys.append(SecretKey("ALERTS_HEARTBEAT_URL", "dead-man's switch ping URL, e.g. https://hc-ping.com/<uuid> "
+                              "(no quotes, '&', '$' or spaces)", url))
+    if alerts.home_assistant and cluster.app("home-assistant"):
+        keys.append(SecretKey("ALERTS_HOME_ASSISTANT_WEBHOOK_ID", "id of the Home Assistant webhook alerts are "
+                              "posted to (24+ letters, digits, '-' or '_')", r"^[A-Za-z0-9_-]{24,}$"))
+    if alerts.ntfy is not None:
+        keys.append(SecretKey("ALERTS_NTFY_TOPIC", "ntfy topic alerts are published to (on ntfy.sh it is the "
+                              "password: 12+ letters, digits, '-' or '_')", r"^[A-Za-z0-9_-]{12,64}$"))
+        if alerts.ntfy.access_token:
+            keys.append(SecretKey("ALERTS_NTFY_TOKEN", "ntfy access token (tk_...)", rf"^[{_SAFE}]{{8,}}$"))
+    if alerts.email is not None:
+        keys.append(SecretKey("ALERTS_SMTP_PASSWORD", "password of the SMTP login alerts are sent with",
+                              rf"^[{_SAFE}]{{1,}}$"))
+    if alerts.webhook:
+        keys.append(SecretKey("ALERTS_WEBHOOK_URL", "URL the generic alert webhook posts to (no quotes, '&', '$' "
+                              "or spaces)", url))
+    return keys
 
 
 def sops_age_recipients(data: Any) -> list[str] | None:

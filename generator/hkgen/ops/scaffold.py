@@ -118,6 +118,9 @@ def user_supplied(cluster: Cluster) -> set[str]:
     names = {k.name for k in required_keys(cluster)
              if k.name.startswith(("S3_", "WIFI_PASSPHRASE_"))}
     names |= {key for app in cluster.custom_apps for _var, key in app.secret_env}
+    # Alert receivers outside the cluster (heartbeat, ntfy, SMTP, webhook); HA's webhook id is made up here.
+    names |= {k.name for k in required_keys(cluster)
+              if k.name.startswith("ALERTS_") and not k.name.endswith("_WEBHOOK_ID")}
     return names
 
 
@@ -146,6 +149,8 @@ def _generate(key: SecretKey, taken: set[str]) -> str | None:
         elif name.endswith("_PAN_ID"):
             # 0x0001-0x3FFE: Zigbee PAN ids stay below 0x3FFF; 0x0000 and 0xFFFF are reserved.
             value = f"{rnd.randbelow(0x3FFE) + 1:04x}"
+        elif name.endswith("_WEBHOOK_ID"):
+            value = "".join(rnd.choice(_ALNUM) for _ in range(32))
         elif name.endswith("_TOKEN"):
             value = rnd.choice(string.ascii_letters) + "".join(rnd.choice(_ALNUM) for _ in range(31))
         elif "PASSWORD" in name:
