@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hkgen.areas.parts",),  # stage 4's shared types: what render and verify read
     ("hkgen.render",),  # the Jinja environment (areas render values templates with it too)
     ("hkgen.areas",),
+    ("hkgen.analysis.alerting",),  # `hkgen plan`'s alert section reads the rules the alerts area renders
     ("hkgen.validation",),  # asks the areas whether the seeds can be built (validate before render)
     ("hkgen.verify",),
     ("hkgen.output",),

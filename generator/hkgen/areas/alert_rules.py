@@ -194,8 +194,7 @@ def _state(metric: str, state: str, code: int, extra: str = "") -> str:
 def _critical_pvcs(cluster: Cluster) -> list[tuple[str, str]]:
     """(namespace, pvc) of every critical volume of a StatefulSet hkgen renders itself."""
     from ..analysis.capacity import all_workloads
-    from ..config.catalogue import load_catalogue
-    from .workloads import CUSTOM_NAMESPACE
+    from ..config.catalogue import CUSTOM_NAMESPACE, load_catalogue
 
     catalogue = load_catalogue()
     out = []

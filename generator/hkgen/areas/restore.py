@@ -154,8 +154,7 @@ def gated_volumes(cluster: Cluster) -> list[GatedVolume]:
     if not _restoring(cluster):
         return []
     from ..analysis.capacity import all_workloads
-    from ..config.catalogue import load_catalogue
-    from .workloads import CUSTOM_NAMESPACE
+    from ..config.catalogue import CUSTOM_NAMESPACE, load_catalogue
 
     catalogue = load_catalogue()
     out: list[GatedVolume] = []

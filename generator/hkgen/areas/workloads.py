@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, cast
 
-from ..config.catalogue import AppSpec, Workload, app_workloads, holds, load_catalogue, resolve
+from ..config.catalogue import CUSTOM_NAMESPACE, AppSpec, Workload, app_workloads, holds, load_catalogue, resolve
 from ..config.model import Cluster, CustomApp, ZigbeeNetwork
 from ..config.secrets import key_for, mqtt_users, placeholder, required_keys
 from ..core.errors import ConfigError, Problem, RenderError
@@ -38,7 +38,6 @@ _NGINX_LONG_LIVED = {
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
     "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
 }
-CUSTOM_NAMESPACE = "apps"
 CUSTOM_PRIORITY = "home"
 
 

@@ -26,6 +26,7 @@ from ..core.resources import data_dir
 from .load import load_generated
 
 __all__ = [
+    "CUSTOM_NAMESPACE",
     "EACH_KINDS",
     "AppSpec",
     "Container",
@@ -42,6 +43,8 @@ __all__ = [
 
 # What a file or workload may be repeated for; workloads.py supplies the items.
 EACH_KINDS = ("zigbee",)
+# The namespace of every `customApps` entry (catalogue apps name their own in app.yaml).
+CUSTOM_NAMESPACE = "apps"
 _CONDITION = re.compile(
     r"^(?P<neg>not )?(?P<scope>settings|cluster)\.(?P<key>[A-Za-z_][A-Za-z0-9_]*)"
     r"(?: (?P<op>==|!=|>=|<=|>|<) (?P<lit>[A-Za-z0-9_.-]+))?$"
