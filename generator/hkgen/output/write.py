@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from ..core.errors import WriteError
 from ..render.jinja import Rendered
+from .provenance import SEAL, proven, seal
 
 __all__ = [
     "MANIFEST",
@@ -157,7 +158,7 @@ def parse_manifest(text: str, where: str) -> dict[PurePosixPath, str]:
 def manifest_bytes(tree: Rendered) -> bytes:
     """The manifest for `tree`: sorted, stable, one entry per generated file."""
     files = {str(p): _sha(tree[p]) for p in sorted(tree)}
-    text = json.dumps({"generator": "hkgen", "format": 1, "files": files}, indent=2, sort_keys=True)
+    text = json.dumps({"generator": "hkgen", "format": 1, "files": files, SEAL: seal(files)}, indent=2, sort_keys=True)
     return (text + "\n").encode("utf-8")
 
 
@@ -206,6 +207,8 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
         recover(root)
     _check_tree_paths(root, tree)
     previous = read_manifest(root)
+    # Only a sealed manifest proves which files hkgen wrote (see provenance.py).
+    trusted = proven(root / MANIFEST)
     full = dict(tree)
     full[_MANIFEST_PATH] = manifest_bytes(tree)
     removing = {rel for rel in previous if rel not in full}
@@ -222,7 +225,7 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
             if new is None:
                 continue  # a stale path someone replaced with a folder is theirs now: leave it
         old = target.read_bytes() if target.is_file() else None
-        ours = rel in previous or rel == _MANIFEST_PATH
+        ours = (trusted and rel in previous) or rel == _MANIFEST_PATH
         edited = old is not None and rel in previous and previous[rel] != _sha(old)
         if new is None:  # generated before, not any more
             if old is None:
@@ -230,6 +233,12 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
             if edited and not force:
                 refused.append(f"{target}: was edited by hand and is no longer generated; "
                                "move your edits to cluster.yaml, or pass --force to remove it")
+                continue
+            if not trusted and not force:
+                refused.append(f"{target}: is listed in {MANIFEST}, but that manifest's seal does not match "
+                               "its entries (edited by hand or merged badly), so nothing proves hkgen wrote "
+                               "this file; restore the manifest from Git, delete the file yourself, "
+                               "or pass --force to remove it")
                 continue
             report.changes.append(Change(rel, "removed", old, None, edited))
             continue
