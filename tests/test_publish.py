@@ -17,6 +17,7 @@ import pytest
 
 from hkgen.core.errors import UsageError, WriteError
 from hkgen.ops.publish import publish
+from hkgen.output.provenance import seal
 from hkgen.output.write import MANIFEST
 
 HOME = Path(__file__).resolve().parents[1] / "clusters" / "home"
@@ -187,6 +188,7 @@ def _commit_as_if_generated(work: Path, rel: str, content: bytes) -> None:
     cluster = work / "clusters" / "home"
     manifest = json.loads((cluster / MANIFEST).read_text())
     manifest["files"][rel] = hashlib.sha256(content).hexdigest()
+    manifest["seal"] = seal(manifest["files"])  # as hkgen itself writes it
     (cluster / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (cluster / rel).parent.mkdir(parents=True, exist_ok=True)
     (cluster / rel).write_bytes(content)
