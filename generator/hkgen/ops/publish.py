@@ -189,7 +189,11 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     remote_sha = _check_remote(git, remote, target, head)
     result = Published(folder, remote, target, report, dry_run, notes=notes)
     if remote_sha is not None:
-        result.warnings = _transitions(git, remote_sha, folder, rendering.tree)
+        from ..output.locate import at_cluster_lines
+
+        # Located at the cluster.yaml line the user changed; the generated file follows as a note.
+        result.warnings = at_cluster_lines(_transitions(git, remote_sha, folder, rendering.tree),
+                                           root / "cluster.yaml", _join(folder, "cluster.yaml"), folder)
 
     if dry_run:
         changed = {e.path for e in entries if _inside(e.path, folder) or any(_inside(e.path, s) for s in scaffold)}
