@@ -3,8 +3,9 @@
 `.hkgen-manifest.json` decides which files a re-render may remove. A hand-added entry (or a bad
 merge of two manifests) must not turn a user's file into one hkgen prunes or overwrites, so every
 manifest hkgen writes carries `seal`, the sha256 of its canonical file list. A manifest whose seal
-is missing or does not match its entries proves nothing: the writer then removes no file and
-overwrites none on its word (the user restores the manifest from Git, or passes --force).
+is missing or does not match its entries proves nothing: the writer then removes no file on its
+word (the user restores the manifest from Git, or passes --force). Rewriting a path hkgen still
+generates needs no such proof (that path is hkgen's; a hand edit is still caught by its hash).
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
             if new is None:
                 continue  # a stale path someone replaced with a folder is theirs now: leave it
         old = target.read_bytes() if target.is_file() else None
-        ours = (trusted and rel in previous) or rel == _MANIFEST_PATH
+        ours = rel in previous or rel == _MANIFEST_PATH
         edited = old is not None and rel in previous and previous[rel] != _sha(old)
         if new is None:  # generated before, not any more
             if old is None:
@@ -235,10 +235,11 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
                                "move your edits to cluster.yaml, or pass --force to remove it")
                 continue
             if not trusted and not force:
-                refused.append(f"{target}: is listed in {MANIFEST}, but that manifest's seal does not match "
-                               "its entries (edited by hand or merged badly), so nothing proves hkgen wrote "
-                               "this file; restore the manifest from Git, delete the file yourself, "
-                               "or pass --force to remove it")
+                # Only removals need the proof: a path hkgen still generates is hkgen's to rewrite.
+                refused.append(f"{target}: is listed in {MANIFEST}, but that manifest has no seal matching its "
+                               "entries (edited by hand, merged badly, or written by an hkgen older than the "
+                               "seal), so nothing proves hkgen wrote this file; restore the manifest from Git, "
+                               "delete the file yourself if it is not yours, or pass --force to remove it")
                 continue
             report.changes.append(Change(rel, "removed", old, None, edited))
             continue
