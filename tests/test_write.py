@@ -637,7 +637,7 @@ def test_a_hand_added_manifest_entry_does_not_make_a_users_file_prunable(root: P
     (root / "notes").mkdir()
     (root / "notes" / "mine.md").write_text("the user's own notes")
     _forge(root, "notes/mine.md")
-    with pytest.raises(WriteError, match=r"mine\.md: is listed in .*seal does not match"):
+    with pytest.raises(WriteError, match=r"mine\.md: is listed in .*no seal matching its entries"):
         write_tree(root, tree(**{"a.yaml": "a2"}))
     assert (root / "notes" / "mine.md").read_text() == "the user's own notes"
 
