@@ -98,3 +98,17 @@ def test_adding_a_node_warns_that_running_pis_keep_their_hosts_file(hkgen, rende
     warning, line = _at(done.stdout, lines, "$.nodes[9].hostname")
     assert line.strip() == "- hostname: w7"
     assert "adding w7 changes every Pi's seed (/etc/hosts lists every host)" in warning
+
+
+def test_a_renamed_custom_app_with_a_volume_is_explained(hkgen, home_copy: Path) -> None:
+    app = ("customApps:\n  - name: notes\n    image: docker.io/library/nginx:1.29.0\n    port: 80\n"
+           "    storage: {sizeGiB: 1, mountPath: /data}\n")
+    path = home_copy / "cluster.yaml"
+    path.write_text(path.read_text() + app)
+    done = hkgen("render", "-q", "--no-verify", str(home_copy))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = _edit(home_copy, "  - name: notes\n", "  - name: memo\n")
+    done = hkgen("validate", str(home_copy))
+    warning, line = _at(done.stdout, lines, "$.customApps[0].name")
+    assert line.strip() == "- name: memo"
+    assert "'memo' starts on an empty volume" in warning and "claims of 'notes'" in warning
