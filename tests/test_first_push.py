@@ -74,6 +74,9 @@ def test_init_publish_clone_hooks_and_render_check(tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     _ok(["git", "init", "--quiet", "--bare", "--initial-branch=main", remote], tmp_path, env)
     _ok(["git", "remote", "add", "origin", remote], repo, env)
+    dry = _run([HKGEN, "publish", "--dry-run", "clusters/home"], repo, env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert all(f"would commit {name}" in dry.stdout for name in SCAFFOLD_FILES), dry.stdout
     published = _run([HKGEN, "publish", "clusters/home"], repo, env)
     assert published.returncode == 0, published.stdout + published.stderr
     # The first commit holds the scaffold beside the cluster; nothing of init is left untracked.
