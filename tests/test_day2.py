@@ -112,3 +112,24 @@ def test_a_renamed_custom_app_with_a_volume_is_explained(hkgen, home_copy: Path)
     warning, line = _at(done.stdout, lines, "$.customApps[0].name")
     assert line.strip() == "- name: memo"
     assert "'memo' starts on an empty volume" in warning and "claims of 'notes'" in warning
+
+
+def test_publish_warns_about_an_engine_switch_it_has_not_rendered_yet(hkgen, rendered: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    top = rendered.parent.parent
+    env_git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
+    for argv in (["git", "init", "--quiet", "--initial-branch=main", str(top)],
+                 ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(tmp_path / "remote.git")],
+                 ["git", "-C", str(top), "remote", "add", "origin", str(tmp_path / "remote.git")],
+                 ["git", "-C", str(top), "add", "-A"],
+                 [*env_git, "-C", str(top), "commit", "--quiet", "-m", "rendered"],
+                 ["git", "-C", str(top), "push", "--quiet", "origin", "main"]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    lines = _edit(rendered, "  engine: flux\n", "  engine: argocd\n")
+    done = hkgen("publish", "--dry-run", "--no-verify", "clusters/home", cwd=top,
+                 env={"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                      "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    warning, line = _at(done.stdout, lines, "$.gitops.engine")
+    assert line.strip().startswith("engine: argocd") and "changes from flux to argocd" in warning

@@ -188,11 +188,17 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     head = git.head()
     remote_sha = _check_remote(git, remote, target, head)
     result = Published(folder, remote, target, report, dry_run, notes=notes)
+    from ..config.load import load_file
+    from ..validation.dayafter import day2_problems
+
+    # Renames, an engine switch... seen from the last render on disk, before this one replaces it.
+    result.warnings = day2_problems(rendering.blueprint.cluster, root,
+                                    load_file(root / "cluster.yaml", _join(folder, "cluster.yaml")))
     if remote_sha is not None:
         from ..output.locate import at_cluster_lines
 
         # Located at the cluster.yaml line the user changed; the generated file follows as a note.
-        result.warnings = at_cluster_lines(_transitions(git, remote_sha, folder, rendering.tree),
+        result.warnings += at_cluster_lines(_transitions(git, remote_sha, folder, rendering.tree),
                                            root / "cluster.yaml", _join(folder, "cluster.yaml"), folder)
 
     if dry_run:
