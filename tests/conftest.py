@@ -4,6 +4,7 @@ repository, no network is used (hypothesis keeps no example database on disk).""
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,6 +33,61 @@ settings.register_profile(
     "hkgen", database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
 )
 settings.load_profile("hkgen")
+
+# CI (.ci/run) sets HKGEN_REQUIRE_TOOLS=1: a test whose tool or data is missing then fails instead of
+# skipping, so a CI run whose machine lost a tool cannot pass green with the test silently skipped.
+REQUIRE_TOOLS_ENV = "HKGEN_REQUIRE_TOOLS"
+
+
+def require_tools() -> bool:
+    """Whether missing tools fail the tests (read when asked: tests may change the environment)."""
+    return os.environ.get(REQUIRE_TOOLS_ENV, "") not in ("", "0")
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip the current test for want of a tool or data; under HKGEN_REQUIRE_TOOLS=1 fail it."""
+    if require_tools():
+        pytest.fail(f"{reason} ({REQUIRE_TOOLS_ENV}=1: this machine must have it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_programs(*programs: str, reason: str = "") -> None:
+    """`missing(...)` unless every program is on PATH."""
+    absent = [p for p in programs if shutil.which(p) is None]
+    if absent:
+        missing(f"{', '.join(absent)} not installed" + (f" ({reason})" if reason else ""))
+
+
+def need_module(name: str) -> ModuleType:
+    """`pytest.importorskip`, failing instead under HKGEN_REQUIRE_TOOLS=1."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"Python module {name} is not installed (pip install -e '.[dev,charts]')")
+
+
+def need_path(path: Path, what: str) -> Path:
+    """`missing(...)` unless `path` exists."""
+    if not path.exists():
+        missing(f"{what} not found at {path}")
+    return path
+
+
+def tools(*programs: str, reason: str = "") -> pytest.MarkDecorator:
+    """Mark a test (or module, via pytestmark) as needing these programs on PATH."""
+    return pytest.mark.tools(*programs, reason=reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tools(*programs, reason=''): needs these programs on PATH "
+                                       "(skipped without them; failed under HKGEN_REQUIRE_TOOLS=1)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("tools"):
+        need_programs(*mark.args, reason=str(mark.kwargs.get("reason", "")))
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from conftest import need_module, need_path
 from hkgen.analysis.capacity import all_workloads
 from hkgen.areas import workloads
 from hkgen.config.catalogue import Volume, holds, load_catalogue
@@ -778,16 +779,14 @@ def test_smaller_grafana_without_offsite_backups(tmp_path: Path) -> None:
 
 def _chart_dir(name: str, version: str) -> Path:
     path = Path("/work/shared/charts") / f"{name}-{version}"
-    if not path.is_dir():
-        pytest.skip(f"chart sources {path} are not on this machine")
-    return path
+    return need_path(path, "chart sources")
 
 
 @pytest.mark.charts
 def test_charts_render_with_these_values(reference: Rendered) -> None:
     """The values use the real charts' keys: rendered with the Helm SDK, the objects carry the
     requests, priority and storage hkgen planned, and validate against the Kubernetes schemas."""
-    helm = pytest.importorskip("helm_python")
+    helm = need_module("helm_python")
     planned = {w.name: w for w in all_workloads(reference.cluster)}
     pods: dict[str, dict[str, Any]] = {}
     prometheus: dict[str, Any] = {}

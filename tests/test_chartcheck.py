@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import missing, need_path
+
 try:
     import helm_python  # noqa: F401 - the check renders with it; CI installs the extra
 except ImportError as err:
@@ -48,10 +50,12 @@ REFERENCE_CHARTS = {"longhorn", "cloudnative-pg", "kube-prometheus-stack", "than
 # ../shared/charts holds every chart hkgen pins; a new pin without a chart must say why here).
 CANNOT_CHECK: dict[str, str] = {}
 
-pytestmark = [
-    pytest.mark.charts,
-    pytest.mark.skipif(not SHARED_CHARTS.is_dir(), reason=f"vendored Helm charts not found at {SHARED_CHARTS}"),
-]
+pytestmark = [pytest.mark.charts]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _vendored_charts() -> None:
+    need_path(SHARED_CHARTS, "vendored Helm charts")
 
 
 def _check(tree: Mapping[PurePosixPath, bytes], **kw: Any) -> Report:
@@ -632,7 +636,7 @@ spec:
 
 def test_post_renderers_are_applied_with_kustomize(tmp_path: Path) -> None:
     if not shutil.which("kubectl") and not shutil.which("kustomize"):
-        pytest.skip("neither kubectl nor kustomize is installed")
+        missing("neither kubectl nor kustomize is installed")
     patched = """\
 apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
@@ -734,8 +738,7 @@ def test_cli_renders_a_cluster_file_in_memory(capsys: pytest.CaptureFixture[str]
     code, out, err = _cli(capsys, "verify-charts", str(home_copy / "cluster.yaml"), "--charts", str(SHARED_CHARTS),
                           "--allow-missing", "--format", "json")
     data = json.loads(out)
-    if not data["releases"]:
-        pytest.skip("hkgen render writes no Helm releases yet")
+    assert data["releases"], "hkgen render wrote no Helm release: nothing for the chart check to check"
     assert code == 0, err
     assert data["kubernetes"] == "1.34"
     assert {r["chart"] for r in data["releases"] if r["checked"]} >= REFERENCE_CHARTS
@@ -773,8 +776,7 @@ def reference(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     cluster = rendering.blueprint.cluster
     report = _check(dict(rendering.tree), kube_version=cluster.kubernetes_minor, label=f"clusters/{cluster.name}",
                     allow_missing=True)
-    if not report.results:
-        pytest.skip("hkgen render writes no Helm releases yet")
+    assert report.results, f"the {request.param} render wrote no Helm release: nothing for the chart check to check"
     return request.param, rendering, report
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import HOME_CLUSTER, secret_in, write_secrets
+from conftest import HOME_CLUSTER, need_programs, secret_in, tools, write_secrets
 from hkgen.areas import gitops, platform
 from hkgen.areas.parts import LAYERS, RECREATE_ANNOTATIONS, Chart, Component, OutputFile, Release, freeze
 from hkgen.config.secrets import required_keys
@@ -210,8 +210,7 @@ def test_flux_helm_releases_are_pinned_and_remediated(flux: Rendered) -> None:
 def test_flux_secrets_source_holds_only_the_secrets_file(flux: Rendered, tmp_path: Path) -> None:
     """The `ignore` rules of the cluster-secrets GitRepository, applied by real git to a checkout
     like the user's, leave exactly the encrypted secrets file."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+    need_programs("git")
     source = next(d for d in flux.docs("flux/cluster-secrets.yaml") if d["kind"] == "GitRepository")
     work = tmp_path / "checkout"
     shutil.copytree(flux.repo / "clusters", work / "clusters")
@@ -317,7 +316,7 @@ def _flux_substitution(text: str, values: dict[str, str]) -> list[Any]:
     return out
 
 
-@pytest.mark.skipif(shutil.which("awk") is None or shutil.which("kubectl") is None, reason="needs awk and kubectl")
+@tools("awk", "kubectl")
 def test_argocd_plugin_substitutes_exactly_like_flux(argo: Rendered) -> None:
     from hkgen.config.secrets import sops_command
 

@@ -18,7 +18,8 @@ from hkgen.ops.scaffold import PLACEHOLDER_SSH_KEY, Answers, init_repository, re
 
 
 def tree_of(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(root).parts}
 
 
 def test_init_no_input_creates_a_valid_repository_and_only_the_key_under_home(hkgen, tmp_path: Path) -> None:
@@ -29,7 +30,9 @@ def test_init_no_input_creates_a_valid_repository_and_only_the_key_under_home(hk
     repo = tmp_path / "home-ops"
     assert tree_of(repo) == {".gitignore", ".pre-commit-config.yaml", ".sops.yaml", "README.md",
                              "schemas/cluster.schema.json", "clusters/home/cluster.yaml",
-                             "clusters/home/secrets.sops.yaml"}
+                             "clusters/home/secrets.sops.yaml", "renovate.json", ".github/workflows/hkgen.yaml",
+                             ".forgejo/workflows/hkgen.yaml"}
+    assert (repo / ".git").is_dir()  # and it is a Git repository
     # Nothing under HOME but the key (no ~/.cookiecutter_replay, no ~/.cookiecutters, no cache).
     key = home / ".config" / "hkgen" / "home.agekey"
     assert tree_of(home) - before == {str(key.relative_to(home))}

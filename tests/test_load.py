@@ -205,11 +205,11 @@ def test_load_file_refuses_what_is_not_a_regular_yaml_file(tmp_path: Path) -> No
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "big.yaml").write_bytes(b"#" * (MAX_BYTES + 1))
     expected = {
-        "dir.yaml": "dir.yaml:0:0: $: is a directory, expected a YAML file "
+        "dir.yaml": "dir.yaml:1:1: $: is a directory, expected a YAML file "
                     "(hint: put the YAML file here, not a folder)",
-        "dangling.yaml": "dangling.yaml:0:0: $: is a symbolic link to a file that does not exist",
-        "fifo.yaml": "fifo.yaml:0:0: $: is not a regular file, expected a YAML file",
-        "big.yaml": f"big.yaml:0:0: $: file is larger than {MAX_BYTES} bytes",
+        "dangling.yaml": "dangling.yaml:1:1: $: is a symbolic link to a file that does not exist",
+        "fifo.yaml": "fifo.yaml:1:1: $: is not a regular file, expected a YAML file",
+        "big.yaml": f"big.yaml:1:1: $: file is larger than {MAX_BYTES} bytes",
     }
     for name, line in expected.items():
         with pytest.raises(ConfigError) as caught:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import missing
 from hkgen.areas.readme import label
 from hkgen.core.proc import run
 from hkgen.pipeline import render_cluster
@@ -165,7 +166,7 @@ def _render_readme(cluster_dir: Path) -> str:
 @pytest.fixture(scope="module")
 def browser_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if chromium() is None or not MERMAID_JS.is_file():
-        pytest.skip("needs Debian's chromium and npm mermaid@11 (.ci/run installs both)")
+        missing("needs Debian's chromium and npm mermaid@11 (.ci/run installs both)")
     cases: dict[str, str] = {}
     readmes: dict[str, str] = {}
     for variant, change in VARIANTS.items():

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import tools
 from hkgen.areas import seeds
 from hkgen.render.jinja import render_file
 from test_seeds import render_seeds, text, variant
 
 NETPLAN = shutil.which("netplan")
-pytestmark = pytest.mark.skipif(
-    NETPLAN is None, reason="netplan is not installed here (apt-get install netplan.io; .ci/run installs it)")
+pytestmark = tools("netplan", reason="apt-get install netplan.io; .ci/run installs it")
 
 
 def _prepare(root: Path, network_config: str) -> list[str]:

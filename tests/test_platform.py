@@ -7,13 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import need_path, tools
 from hkgen.areas import platform, restore
 from hkgen.areas.parts import Component
 from hkgen.config.load import load_text
@@ -109,8 +109,7 @@ def test_longhorn_values_exist_in_the_chart(home: Cluster, version: str) -> None
     import yaml
 
     chart = SHARED_CHARTS / f"longhorn-{version}" / "values.yaml"
-    if not chart.is_file():
-        pytest.skip(f"no Longhorn {version} chart at {chart}")
+    need_path(chart, f"the Longhorn {version} chart")
     defined = yaml.safe_load(chart.read_text())
     charts = {**home.versions["charts"], "longhorn": version}
     pinned = dataclasses.replace(home, versions={**home.versions, "charts": charts})
@@ -124,8 +123,7 @@ def test_cloudnative_pg_values_exist_in_the_chart(home: Cluster) -> None:
     import yaml
 
     chart = SHARED_CHARTS / "cloudnative-pg-0.29.0" / "values.yaml"
-    if not chart.is_file():
-        pytest.skip("no CloudNativePG chart")
+    need_path(chart, "the CloudNativePG chart")
     assert _unknown_keys(plain(release(platform.components(home), "cloudnative-pg").values),
                          yaml.safe_load(chart.read_text())) == []
 
@@ -266,7 +264,7 @@ def _script(cluster: Cluster) -> str:
     return str(yaml.safe_load(text)["data"]["label-nodes.sh"])
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@tools("bash")
 def test_node_label_script_labels_only_joined_nodes(home: Cluster, tmp_path: Path) -> None:
     script = tmp_path / "label-nodes.sh"
     script.write_text(_script(home))

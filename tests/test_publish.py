@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,7 @@ import pytest
 
 from hkgen.core.errors import UsageError, WriteError
 from hkgen.ops.publish import publish
+from hkgen.output.provenance import seal
 from hkgen.output.write import MANIFEST
 
 HOME = Path(__file__).resolve().parents[1] / "clusters" / "home"
@@ -187,6 +189,7 @@ def _commit_as_if_generated(work: Path, rel: str, content: bytes) -> None:
     cluster = work / "clusters" / "home"
     manifest = json.loads((cluster / MANIFEST).read_text())
     manifest["files"][rel] = hashlib.sha256(content).hexdigest()
+    manifest["seal"] = seal(manifest["files"])  # as hkgen itself writes it
     (cluster / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (cluster / rel).parent.mkdir(parents=True, exist_ok=True)
     (cluster / rel).write_bytes(content)
@@ -335,14 +338,20 @@ def test_publish_warns_about_what_the_engine_cannot_apply_against_what_the_clust
     assert hkgen("render", "-q", "--no-verify", str(cluster)).returncode == 0
     dry = fast(cluster, dry_run=True)
     volume, replicas, network = dry.warnings
-    assert network.file == "clusters/home/nodes/w6/network-config" and "reflash w6" in network.hint
-    assert volume.file == "clusters/home/apps/home-assistant/statefulset.yaml"
+    # Each at the cluster.yaml line the user changed; the generated file follows as a note.
+    lines = path.read_text().splitlines()
+    assert {w.file for w in dry.warnings} == {"clusters/home/cluster.yaml"}
+    assert network.path.startswith("$.nodes[") and "reflash w6" in network.hint
+    assert "hostname: w6" in lines[network.line - 1]
+    assert "(generated: clusters/home/nodes/w6/network-config" in network.message
+    assert volume.path == "$.apps.home-assistant" and lines[volume.line - 1].strip() == "home-assistant:"
     assert "size 10Gi -> 16Gi" in volume.message and "patch pvc config-home-assistant-0" in volume.hint
-    assert replicas.file == "clusters/home/platform/configs/longhorn-config/storage-classes.yaml"
+    assert "(generated: clusters/home/apps/home-assistant/statefulset.yaml:" in volume.message
+    assert replicas.path == "$.storage.longhorn.replicas" and lines[replicas.line - 1].strip().startswith("replicas:")
     assert "(3 -> 2)" in replicas.message
     run = hkgen("publish", "clusters/home", "--no-verify", cwd=work)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "clusters/home/apps/home-assistant/statefulset.yaml:" in run.stdout and "warning:" in run.stdout
+    assert re.search(r"^clusters/home/cluster\.yaml:\d+:\d+: \$\.apps\.home-assistant: warning: ", run.stdout, re.M)
     assert remote_main(remote) == head(work)
     assert fast(cluster).warnings == []  # the cluster follows the new templates now
 

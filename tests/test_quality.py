@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
+from conftest import need_module
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +26,7 @@ def test_mypy_strict_is_clean(repo: Path, tmp_path: Path) -> None:
 
 def test_wheel_ships_data_and_works_outside_the_checkout(repo: Path, tmp_path: Path) -> None:
     """Build the wheel, unpack it away from the repository and validate the reference cluster with it."""
-    pytest.importorskip("hatchling")
+    need_module("hatchling")
     out = tmp_path / "dist"
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(out), str(repo)], capture_output=True, text=True, timeout=300, check=False)

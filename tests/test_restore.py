@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from conftest import tools
 from hkgen.areas import restore
 from hkgen.pipeline import Rendering, render_cluster
 
@@ -203,7 +204,7 @@ def test_chart_made_critical_volume_is_refused(tmp_path: Path) -> None:
         _render(tmp_path, {"    backupClass: local\n    thanos: true": "    backupClass: critical\n    thanos: true"})
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@tools("shellcheck")
 def test_scripts_pass_shellcheck() -> None:
     done = subprocess.run(["shellcheck", "-s", "sh", str(GATE), str(UPLOAD), str(NODE_BACKUP)],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -509,7 +510,7 @@ def test_uploader_copies_new_archives_and_keeps_the_newest(fake: Path, tmp_path:
     assert "removed unencrypted home/dqlite/cp1/dqlite-cp1-20261101T000000Z.tar.gz" in done.stdout
 
 
-@pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed (.ci/run installs it)")
+@tools("age", reason=".ci/run installs it")
 def test_node_backup_encrypts_every_archive_to_the_admins_keys(tmp_path: Path) -> None:
     import socket
 

@@ -29,6 +29,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
+from conftest import need_programs, tools
 from hkgen.areas import seeds
 from hkgen.areas.parts import Blueprint
 from hkgen.config.load import load_file
@@ -903,8 +904,7 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
         f.write_text(body)
         subprocess.run(["bash", "-n", str(f)], check=True, timeout=30)
         files.append(str(f))
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck); bash -n passed")
+    need_programs("shellcheck", reason="apt-get install shellcheck; bash -n passed")
     done = subprocess.run(["shellcheck", "-S", "style", *files], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
 
@@ -932,8 +932,7 @@ def _blkid(image: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
-needs_mkfs = pytest.mark.skipif(not (shutil.which("mkfs.ext4") and shutil.which("blkid")),
-                                reason="e2fsprogs/util-linux (mkfs.ext4, blkid) are not installed")
+needs_mkfs = tools("mkfs.ext4", "blkid", reason="e2fsprogs/util-linux")
 
 
 @needs_mkfs
@@ -1149,7 +1148,7 @@ def _tls_peer(tmp_path: Path, name: str, ca: str, address: str, port: int) -> An
     return stop, listener, thread
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@tools("openssl")
 def test_peer_ca_probe_with_real_openssl_and_tls(tmp_path: Path) -> None:
     import socket
 

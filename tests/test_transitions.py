@@ -134,9 +134,13 @@ def test_cli_render_prints_the_commands_once(home_copy: Path, hkgen) -> None:
     second = hkgen("render", "-q", str(home_copy))
     assert second.returncode == 0, second.stdout + second.stderr
     (line,) = [ln for ln in second.stdout.splitlines() if "volumeClaimTemplates" in ln]
-    assert re.match(rf"{re.escape(str(home_copy))}/apps/home-assistant/statefulset.yaml:\d+:3: "
-                    r"\$\.spec\.volumeClaimTemplates\[0\]: warning: StatefulSet home-automation/home-assistant: "
-                    r"volume 'config' changes \(size 10Gi -> 12Gi\)", line), line
+    # At the cluster.yaml entry the user changed; the generated file follows as a note.
+    at = re.match(rf"{re.escape(str(cluster))}:(\d+):\d+: "
+                  r"\$\.apps\.home-assistant: warning: StatefulSet home-automation/home-assistant: "
+                  r"volume 'config' changes \(size 10Gi -> 12Gi\)", line)
+    assert at, line
+    assert cluster.read_text().splitlines()[int(at.group(1)) - 1].strip() == "home-assistant:"
+    assert f"(generated: {home_copy}/apps/home-assistant/statefulset.yaml:" in line
     assert "patch pvc config-home-assistant-0" in line and "Traceback" not in second.stderr
     third = hkgen("render", "-q", str(home_copy))
     assert third.returncode == 0 and "volumeClaimTemplates" not in third.stdout  # the tree on disk has it now

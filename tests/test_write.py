@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from hkgen.core.errors import WriteError
 from hkgen.output import write
+from hkgen.output.provenance import seal
 from hkgen.output.write import MANIFEST, check_tree, diff_text, plan_changes, recover, write_tree
 
 P = PurePosixPath
@@ -541,6 +542,7 @@ def _add_stale_file(cluster: Path, rel: str, content: bytes) -> None:
     """Make it look as if an earlier render (or hkgen version) had generated `rel`."""
     manifest = json.loads((cluster / MANIFEST).read_text())
     manifest["files"][rel] = sha(content)
+    manifest["seal"] = seal(manifest["files"])  # as hkgen itself writes it
     (cluster / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (cluster / rel).parent.mkdir(parents=True, exist_ok=True)
     (cluster / rel).write_bytes(content)
@@ -618,3 +620,43 @@ def test_render_check_refuses_to_judge_an_interrupted_render(hkgen, home_copy: P
     assert finish.returncode == 0, finish.stderr
     assert not (home_copy / "extra.yaml").exists()
     assert not write.pending(home_copy)
+
+
+# --- the manifest proves what hkgen wrote --------------------------------------------------------
+
+
+def _forge(root: Path, rel: str) -> None:
+    """Hand-add a manifest entry for `rel` (with the right hash, as a careful forger would)."""
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["files"][rel] = sha((root / rel).read_bytes())
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_hand_added_manifest_entry_does_not_make_a_users_file_prunable(root: Path) -> None:
+    write_tree(root, tree(**{"a.yaml": "a"}))
+    (root / "notes").mkdir()
+    (root / "notes" / "mine.md").write_text("the user's own notes")
+    _forge(root, "notes/mine.md")
+    with pytest.raises(WriteError, match=r"mine\.md: is listed in .*no seal matching its entries"):
+        write_tree(root, tree(**{"a.yaml": "a2"}))
+    assert (root / "notes" / "mine.md").read_text() == "the user's own notes"
+
+
+def test_a_sealed_manifest_still_prunes_what_hkgen_wrote(root: Path) -> None:
+    write_tree(root, tree(**{"a.yaml": "a", "old.yaml": "o"}))
+    report = write_tree(root, tree(**{"a.yaml": "a"}))
+    assert report.paths("removed") == [P("old.yaml")] and not (root / "old.yaml").exists()
+    manifest = json.loads((root / MANIFEST).read_text())
+    assert manifest["seal"] == seal(manifest["files"])
+
+
+def test_a_manifest_without_a_seal_proves_nothing(root: Path) -> None:
+    write_tree(root, tree(**{"a.yaml": "a", "old.yaml": "o"}))
+    manifest = json.loads((root / MANIFEST).read_text())
+    del manifest["seal"]  # e.g. a badly merged manifest, or one rewritten by hand
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(WriteError, match=r"old\.yaml: is listed in"):
+        write_tree(root, tree(**{"a.yaml": "a"}))
+    assert (root / "old.yaml").exists()
+    write_tree(root, tree(**{"a.yaml": "a"}), force=True)
+    assert not (root / "old.yaml").exists()

@@ -57,8 +57,11 @@ def validate_cluster(path: Path) -> tuple[Document, Validation]:
     result = validate_document(doc)
     if result.cluster is not None:
         from .config.secrets import check_secrets_file
+        from .validation.dayafter import day2_problems, revise_secret_hints
 
-        extra = check_secrets_file(result.cluster, file.parent, doc)
+        extra = revise_secret_hints(check_secrets_file(result.cluster, file.parent, doc), result.cluster,
+                                    file.parent, str(Path(doc.file).parent / result.cluster.secrets_file))
+        extra += day2_problems(result.cluster, file.parent, doc)
         if extra:
             problems = tuple(sorted({*result.problems, *extra}))
             broken = any(p.severity == "error" for p in extra)

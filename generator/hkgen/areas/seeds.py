@@ -582,6 +582,9 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
     return seed
 
 
+SER2NET_DROP_IN = "/etc/systemd/system/ser2net.service.d/10-hkgen-restart.conf"
+
+
 def _satellite_seed(cluster: Cluster, sat: Satellite) -> dict[str, Any]:
     seed = _common(cluster, sat, "satellite")
     devices = ", ".join(f"{d.name} on port {d.port}" for d in sat.serial_devices)
@@ -600,11 +603,13 @@ def _satellite_seed(cluster: Cluster, sat: Satellite) -> dict[str, Any]:
     }
     seed["files"] += [
         _file("/etc/ser2net.yaml", "ser2net.yaml.j2"),
+        _file(SER2NET_DROP_IN, "ser2net-restart.conf.j2"),
         _file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"),
     ]
     seed["snap_commands"] = []
     seed["bootcmd"] = []
-    seed["runcmd"] = [["/usr/local/sbin/hkgen-node-setup"]]
+    # daemon-reload: the drop-in applies before the setup script (re)starts ser2net.
+    seed["runcmd"] = [["systemctl", "daemon-reload"], ["/usr/local/sbin/hkgen-node-setup"]]
     return seed
 
 

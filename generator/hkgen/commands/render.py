@@ -38,6 +38,7 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Render each cluster; with --check compare instead of writing."""
+    from ..output.locate import at_cluster_lines
     from ..output.transitions import changes
     from ..output.write import check_tree, diff_text, write_tree
     from ..pipeline import render_cluster
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(diff_text(report, label))
         # Printed even with --quiet: each needs commands run by hand once the change is published.
         before = {c.path: c.old for c in report.changes if c.action in ("changed", "removed") and c.old is not None}
-        for problem in changes(before, rendering.tree, label):
+        for problem in at_cluster_lines(changes(before, rendering.tree, label), path, str(path), label):
             out(problem.format())
         if not args.quiet:
             for action in ("created", "changed", "removed"):

@@ -144,13 +144,14 @@ def _json(report: Report, kube: str) -> dict[str, Any]:
         "kubernetes": kube,
         "releases": [{
             "engine": r.release.engine, "object": r.release.object, "file": r.release.at.file,
-            "line": r.release.at.line, "chart": r.release.chart, "version": r.release.version,
+            "line": max(r.release.at.line, 1), "chart": r.release.chart, "version": r.release.version,
             "repository": r.release.repository, "release": r.release.release_name, "namespace": r.release.namespace,
             "checked": r.checked, "reason": r.reason, "chart_path": str(r.chart_path) if r.chart_path else None,
             "values_keys": {"checked": r.keys_checked, "free_form": r.keys_freeform},
             "documents_validated": r.documents_validated, "values_schema": r.has_schema,
             "errors": sum(1 for p in r.problems if p.severity == "error"),
         } for r in report.results],
-        "problems": [{"file": p.file, "line": p.line, "col": p.col, "path": p.path, "message": p.message,
-                      "hint": p.hint, "severity": p.severity} for p in report.problems],
+        # 1-based like every printed position (a whole-file problem points at 1:1).
+        "problems": [{"file": p.file, "line": max(p.line, 1), "col": max(p.col, 1), "path": p.path,
+                      "message": p.message, "hint": p.hint, "severity": p.severity} for p in report.problems],
     }

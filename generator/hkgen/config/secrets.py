@@ -280,7 +280,11 @@ def decrypt(path: Path, *, age_key_file: Path | None = None) -> dict[str, str]:
     env = {"SOPS_AGE_KEY_FILE": str(age_key_file)} if age_key_file else None
     done = run([sops_command(), "--disable-version-check", "--decrypt", str(path)], env=env, timeout=60)
     if done.returncode != 0:
+        from .agekeys import KEY_FAILURE_MARKERS, explain
+
         # sops' stderr names keys and files, not secret values.
+        if any(marker in (done.stderr + done.stdout).lower() for marker in KEY_FAILURE_MARKERS):
+            raise explain(path, age_key_file, done.tail(3))  # no matching key: the user's setup, exit 1
         raise ToolError(f"sops could not decrypt {path}: {done.tail(3)}")
     data: Any = load_text(done.stdout, str(path)).data
     values = data.get("stringData") if isinstance(data, dict) else None

@@ -72,7 +72,8 @@ class Problem:
     """One located finding: `FILE:LINE:COL: $.json.path: message (hint: ...)`.
 
     Fields are ordered so that sorting a list of problems sorts them by position.
-    Lines and columns are 1-based; 0 means "the file as a whole".
+    Lines and columns are 1-based; 0 means "the file as a whole", which prints as 1:1 (the file's
+    start): every position hkgen prints is one an editor or a CI annotation can place.
     """
 
     file: str
@@ -88,7 +89,8 @@ class Problem:
         level = "warning: " if self.severity == "warning" else ""
         hint = f" (hint: {self.hint})" if self.hint else ""
         # Escaped once more here: whatever a stage put in a problem, it prints as one line.
-        return printable(f"{self.file}:{self.line}:{self.col}: {self.path}: {level}{self.message}{hint}")
+        line, col = max(self.line, 1), max(self.col, 1)
+        return printable(f"{self.file}:{line}:{col}: {self.path}: {level}{self.message}{hint}")
 
 
 class HkgenError(Exception):

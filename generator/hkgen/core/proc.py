@@ -1,8 +1,8 @@
 """The only module that runs other programs or processes: argv lists, a minimal environment,
 timeouts, and `fork_call` (a pure function computed in a forked copy of hkgen, on another core).
 
-Never `shell=True`. A timeout kills the child (subprocess.run does) and becomes a `ToolError`,
-as does a missing program; a non-zero exit is returned to the caller, who knows what it means.
+Never `shell=True`. Each program runs in its own process group; a timeout kills the group and
+becomes a `ToolError`, as does a missing program; a non-zero exit is returned to the caller, who knows what it means.
 """
 
 from __future__ import annotations
@@ -69,22 +69,44 @@ def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 def run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float = DEFAULT_TIMEOUT,
         env: Mapping[str, str] | None = None, stdin: str | None = None) -> Completed:
-    """Run `argv` and capture its output; raise `ToolError` if it cannot start or times out."""
+    """Run `argv` and capture its output; raise `ToolError` if it cannot start or times out.
+
+    The program runs in a session (and process group) of its own: on a timeout, or when hkgen
+    itself is interrupted, the whole group is killed, so no child the tool started keeps running
+    (or keeps our pipes open). A tool never reads hkgen's own stdin.
+    """
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("empty argv")
     try:
-        proc = subprocess.run(
-            args, cwd=cwd, env=_environment(env), input=stdin, capture_output=True, text=True,
-            timeout=timeout, check=False,
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=_environment(env), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
     except FileNotFoundError as err:
         raise ToolError(f"{args[0]}: program not found on PATH") from err
-    except subprocess.TimeoutExpired as err:
-        raise ToolError(f"`{shlex.join(args)}` did not finish within {timeout:g} s and was stopped") from err
     except OSError as err:
         raise ToolError(f"`{shlex.join(args)}` could not start: {err.strerror}") from err
-    return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+    try:
+        stdout, stderr = proc.communicate(stdin, timeout=max(timeout, 0.001))
+    except subprocess.TimeoutExpired as err:
+        _kill_group(proc)
+        raise ToolError(f"`{shlex.join(args)}` did not finish within {timeout:g} s and was stopped") from err
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return Completed(args, proc.returncode, stdout, stderr)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the process group `proc` leads (itself and every child it started), then reap it."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    proc.wait()
 
 
 class Forked(Generic[T]):

@@ -1,4 +1,5 @@
 """`hkgen publish`: validate, render, commit only one cluster's folder, and push, with real git.
+(A repository's first commit also takes `hkgen init`'s scaffold files along: repoinit.py.)
 
 Publishing is where a mistake reaches the house, so it refuses rather than guesses:
 - unrelated staged changes (they would not be in the commit, and the user meant something by them);
@@ -21,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from ..core.errors import Problem, UsageError, WriteError
 from ..output.write import MANIFEST, Report, parse_manifest, plan_changes, read_manifest, write_tree
 from .git import Git, StatusEntry
+from .repoinit import first_commit_scaffold
 
 __all__ = ["Published", "publish"]
 
@@ -160,8 +162,11 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     # (and an interrupted render is finished first, unless this is a dry run).
     report = plan_changes(root, rendering.tree, read_only=dry_run)
     entries = git.status()
+    # The first commit takes `hkgen init`'s scaffold along (hooks, schema, CI: repoinit.py).
+    scaffold = first_commit_scaffold(git) if git.head() is None else []
     unrelated = sorted({e.path for e in entries if e.staged and not (_inside(e.path, folder) and
-                                                                      (e.orig is None or _inside(e.orig, folder)))})
+                                                                      (e.orig is None or _inside(e.orig, folder)))
+                        and not any(_inside(e.path, s) for s in scaffold)})
     if unrelated:
         raise WriteError("refusing to publish: changes outside the cluster are staged and would be left out "
                          f"of the commit: {', '.join(unrelated)}; commit or unstage them (`git restore --staged`) "
@@ -183,11 +188,21 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
     head = git.head()
     remote_sha = _check_remote(git, remote, target, head)
     result = Published(folder, remote, target, report, dry_run, notes=notes)
+    from ..config.load import load_file
+    from ..validation.dayafter import day2_problems
+
+    # Renames, an engine switch... seen from the last render on disk, before this one replaces it.
+    result.warnings = day2_problems(rendering.blueprint.cluster, root,
+                                    load_file(root / "cluster.yaml", _join(folder, "cluster.yaml")))
     if remote_sha is not None:
-        result.warnings = _transitions(git, remote_sha, folder, rendering.tree)
+        from ..output.locate import at_cluster_lines
+
+        # Located at the cluster.yaml line the user changed; the generated file follows as a note.
+        result.warnings += at_cluster_lines(_transitions(git, remote_sha, folder, rendering.tree),
+                                           root / "cluster.yaml", _join(folder, "cluster.yaml"), folder)
 
     if dry_run:
-        changed = {e.path for e in entries if _inside(e.path, folder)}
+        changed = {e.path for e in entries if _inside(e.path, folder) or any(_inside(e.path, s) for s in scaffold)}
         changed |= {_join(folder, c.path) for c in report.changes if c.action != "unchanged"}
         result.files = sorted(changed)
         result.pushed = git.commits_between(remote_sha, head) if head else []
@@ -196,15 +211,15 @@ def publish(path: Path, *, remote: str = "origin", branch: str | None = None, me
         return result
 
     write_tree(root, rendering.tree, modes=rendering.modes)
-    git.run("add", "--all", "--", folder)
-    staged = git.out("diff", "--cached", "--name-only", "-z", "--", folder)
+    git.run("add", "--all", "--", folder, *scaffold)
+    staged = git.out("diff", "--cached", "--name-only", "-z", "--", folder, *scaffold)
     result.files = sorted(p for p in staged.split("\0") if p)
     if result.files:
         name = rendering.blueprint.cluster.name
         subject = message.strip() if message else f"{folder}: publish rendered cluster {name}"
         body = f"Rendered by hkgen {__version__}: {report.summary()}."
         # The repository's own commit hooks run (hkgen's pre-commit hooks re-render): give them time.
-        git.run("commit", "--quiet", "-m", subject, "-m", body, "--", folder, timeout=900)
+        git.run("commit", "--quiet", "-m", subject, "-m", body, "--", folder, *scaffold, timeout=900)
         result.commit = git.out("rev-parse", "HEAD")
     head = git.head()
     if head is None or head == remote_sha:

@@ -490,6 +490,9 @@ def init_repository(dest: Path, answers: Answers, key_file: Path, *, template: P
         raise UsageError(f"{dest}: already exists and is not empty; hkgen init creates a new repository")
     if key_file.absolute().resolve().is_relative_to(dest.resolve()):
         raise UsageError(f"{key_file}: the age key must live outside the repository (it decrypts every secret)")
+    from .repoinit import hkgen_requirement, init_git, refuse_nested
+
+    refuse_nested(dest)
     layout = starter_layout(answers.nodes)
     if key_file.exists():
         key_text, recipient = None, read_recipient(key_file)
@@ -500,7 +503,9 @@ def init_repository(dest: Path, answers: Answers, key_file: Path, *, template: P
         "domain": answers.domain, "timezone": answers.timezone, "repo_url": answers.repo_url,
         "ssh_key": answers.ssh_key or PLACEHOLDER_SSH_KEY, "age_recipient": recipient,
         "hooks_repo": answers.hooks_repo, "hooks_rev": answers.hooks_rev or f"v{__version__}",
-        "hkgen_version": __version__, "format_version": cluster_schema()["properties"]["version"]["const"],
+        "hkgen_version": __version__,
+        "hkgen_pip": hkgen_requirement(answers.hooks_repo, answers.hooks_rev, __version__),
+        "format_version": cluster_schema()["properties"]["version"]["const"],
         "_layout": layout,
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -532,6 +537,7 @@ def init_repository(dest: Path, answers: Answers, key_file: Path, *, template: P
                 child.replace(dest / child.name)
         else:
             project.replace(dest)
+        init_git(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Created(dest, dest / "clusters" / answers.name, key_file, key_text is not None, recipient, change,

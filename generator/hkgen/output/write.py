@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from ..core.errors import WriteError
 from ..render.jinja import Rendered
+from .provenance import SEAL, proven, seal
 
 __all__ = [
     "MANIFEST",
@@ -157,7 +158,7 @@ def parse_manifest(text: str, where: str) -> dict[PurePosixPath, str]:
 def manifest_bytes(tree: Rendered) -> bytes:
     """The manifest for `tree`: sorted, stable, one entry per generated file."""
     files = {str(p): _sha(tree[p]) for p in sorted(tree)}
-    text = json.dumps({"generator": "hkgen", "format": 1, "files": files}, indent=2, sort_keys=True)
+    text = json.dumps({"generator": "hkgen", "format": 1, "files": files, SEAL: seal(files)}, indent=2, sort_keys=True)
     return (text + "\n").encode("utf-8")
 
 
@@ -206,6 +207,8 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
         recover(root)
     _check_tree_paths(root, tree)
     previous = read_manifest(root)
+    # Only a sealed manifest proves which files hkgen wrote (see provenance.py).
+    trusted = proven(root / MANIFEST)
     full = dict(tree)
     full[_MANIFEST_PATH] = manifest_bytes(tree)
     removing = {rel for rel in previous if rel not in full}
@@ -230,6 +233,13 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
             if edited and not force:
                 refused.append(f"{target}: was edited by hand and is no longer generated; "
                                "move your edits to cluster.yaml, or pass --force to remove it")
+                continue
+            if not trusted and not force:
+                # Only removals need the proof: a path hkgen still generates is hkgen's to rewrite.
+                refused.append(f"{target}: is listed in {MANIFEST}, but that manifest has no seal matching its "
+                               "entries (edited by hand, merged badly, or written by an hkgen older than the "
+                               "seal), so nothing proves hkgen wrote this file; restore the manifest from Git, "
+                               "delete the file yourself if it is not yours, or pass --force to remove it")
                 continue
             report.changes.append(Change(rel, "removed", old, None, edited))
             continue

@@ -554,8 +554,8 @@ class _Checks:
 
     def zigbee(self) -> None:
         used: dict[tuple[str, str], str] = {}
-        nodes = {n.hostname: n for n in self.c.nodes}
-        sats = {s.hostname: s for s in self.c.satellites}
+        nodes = {n.hostname: n for n in reversed(self.c.nodes)}  # a duplicate name: the first one counts
+        sats = {s.hostname: s for s in reversed(self.c.satellites)}
         for net in self.c.zigbee:
             base: PathKey = ("zigbee", "networks", net.index, "coordinator")
             given = [k for k in ("node", "satellite", "host") if getattr(net, k) is not None]

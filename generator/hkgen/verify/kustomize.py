@@ -1,21 +1,26 @@
 """Build kustomization roots: `kustomize build` if a kustomize binary is on PATH, else
-`kubectl kustomize` (kubectl ships kustomize). Builds run in a small bounded pool.
+`kubectl kustomize` (kubectl ships kustomize). Builds run in a small bounded pool, all within one
+time budget (BUILD_BUDGET seconds for every root together, however many there are), and their
+output must parse: a kustomize that exits 0 with garbage is a tool error naming the root.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ToolError
 from ..core.proc import find, run
 
-__all__ = ["BuildResult", "build_all", "kustomize_command"]
+__all__ = ["BuildResult", "build_all", "kustomize_command", "parse_output"]
 
 MAX_PARALLEL = 2  # the target machines have 2 cores; kustomize is CPU-bound
+BUILD_BUDGET = 300.0  # seconds for all builds of one verification together
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,13 @@ def kustomize_command() -> tuple[str, ...]:
     raise ToolError("neither kustomize nor kubectl is on PATH; install one of them to build the rendered tree")
 
 
-def build(root: Path) -> BuildResult:
-    """Build one kustomization root."""
-    done = run([*kustomize_command(), str(root)], timeout=120)
+def build(root: Path, deadline: float | None = None) -> BuildResult:
+    """Build one kustomization root (by `deadline`, a time.monotonic() value, if given)."""
+    left = BUILD_BUDGET if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        raise ToolError(f"kustomize builds did not finish within {BUILD_BUDGET:g} s (the budget of one "
+                        f"verification); {root.name} was not built")
+    done = run([*kustomize_command(), str(root)], timeout=left)
     if done.returncode != 0:
         return BuildResult(root, False, "", done.tail())
     return BuildResult(root, True, done.stdout, "")
@@ -53,5 +62,24 @@ def build_all(roots: Sequence[Path]) -> list[BuildResult]:
     if not roots:
         return []
     kustomize_command()  # fail once, early, if no tool exists
+    deadline = time.monotonic() + BUILD_BUDGET
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
-        return list(pool.map(build, roots))
+        return list(pool.map(lambda root: build(root, deadline), roots))
+
+
+def parse_output(label: str, output: str) -> list[Any]:
+    """The documents of a successful build of the root `label`; output that is not YAML (a broken
+    or foreign kustomize that still exits 0) is a `ToolError`, not a crash.
+    """
+    import yaml
+
+    from ..config.load import load_generated_all
+
+    try:
+        return load_generated_all(output)
+    except yaml.YAMLError as err:
+        first = output.strip().splitlines()[:1]
+        tool = " ".join([Path(kustomize_command()[0]).name, *kustomize_command()[1:]])
+        raise ToolError(f"`{tool} {label}` exited 0 but printed output that is not "
+                        f"YAML ({' '.join(str(err).split())}); first line: {first[0][:120] if first else '(empty)'!r}; "
+                        "check the kustomize/kubectl on PATH") from err

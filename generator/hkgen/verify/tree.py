@@ -186,8 +186,7 @@ def top_roots(tree: Rendered) -> list[PurePosixPath]:
 
 def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list[Problem]]:
     """Build every kustomization root of `tree` in a scratch copy; parse the output."""
-    from ..config.load import load_generated_all
-    from .kustomize import build_all
+    from .kustomize import build_all, parse_output
 
     roots = top_roots(tree)
     if not roots:
@@ -214,7 +213,7 @@ def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list
                 message = result.error.replace(str(base) + "/", "").strip().splitlines()
                 problems.append(Problem(label, 0, 0, "$", "kustomize build failed: " + " | ".join(message[-3:])))
                 continue
-            docs = tuple(d for d in load_generated_all(result.output) if isinstance(d, dict))
+            docs = tuple(d for d in parse_output(str(rel), result.output) if isinstance(d, dict))
             built.append(Built(rel, docs))
     return built, problems
 
