@@ -47,6 +47,7 @@ from typing import Any
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
+from .failover import controller_manager_args, kubelet_args
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -261,6 +262,7 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
         "--cluster-dns": _service_ip(cluster, 10),
         "--cluster-domain": CLUSTER_DOMAIN,
         "--node-ip": node.ip,
+        **kubelet_args(cluster),  # lease cadence the grace period assumes (failover.py)
     }
     config: dict[str, Any] = {"version": LAUNCH_CONFIG_VERSION, "extraKubeletArgs": kubelet}
     if node.is_control_plane:
@@ -272,9 +274,7 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
             "--default-not-ready-toleration-seconds": eviction,
             "--default-unreachable-toleration-seconds": eviction,
         }
-        config["extraKubeControllerManagerArgs"] = {
-            "--node-monitor-grace-period": f"{cluster.node_monitor_grace_seconds}s",
-        }
+        config["extraKubeControllerManagerArgs"] = controller_manager_args(cluster)
         sans = [*cluster.api_server_names, node.ip]
         kubernetes_ip = _service_ip(cluster, 1)
         if kubernetes_ip != "10.152.183.1":  # MicroK8s' certificate already holds its default
