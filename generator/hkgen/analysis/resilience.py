@@ -343,7 +343,7 @@ class Failure:
     node: str
     quorum_kept: bool
     voters_left: int
-    stranded: tuple[str, ...]  # pods that cannot be placed anywhere else
+    stranded: tuple[str, ...]  # workloads none of whose pods can run anywhere else
     pinned_down: tuple[str, ...]  # workloads pinned to this node (single points of failure)
     volumes_at_risk: tuple[str, ...]  # volumes that may lose their last replica
     volumes_not_fitting: tuple[str, ...]  # volumes whose replicas no longer fit
@@ -351,6 +351,7 @@ class Failure:
     apps_down: tuple[tuple[str, int | None, int | None], ...] = ()
     zigbee_down: tuple[tuple[str, int | None], ...] = ()  # (network, seconds usable again or None)
     kind: str = "node"  # or "satellite"
+    degraded: tuple[str, ...] = ()  # replicated workloads one of whose pods finds no place (others serve)
 
     @property
     def survivable(self) -> bool:
@@ -532,6 +533,9 @@ def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
     recs = recoveries(cluster, workloads, rendered)
     by_workload = {r.workload: r for r in recs}
     by_name = {w.name: w for w in workloads}
+    pod_count: dict[str, int] = {}
+    for pod in pods:
+        pod_count[pod.workload] = pod_count.get(pod.workload, 0) + 1
     failures: list[Failure] = []
     voters = {n.hostname for n in cluster.voters}
     ha = cluster.topology == "ha"
@@ -548,7 +552,13 @@ def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
     at_risk_all = tuple(v.name for v in volumes) if cluster.replicas < 2 else ()
     for node in cluster.nodes:
         host = node.hostname
-        stranded = displaced_without_place(loads, host)
+        stranded_pods = displaced_without_place(loads, host)
+        lost: dict[str, int] = {}
+        for pod in stranded_pods:
+            lost[pod.workload] = lost.get(pod.workload, 0) + 1
+        # A replicated workload with a pod left running elsewhere still serves: degraded, not down.
+        stranded = sorted(name for name, n in lost.items() if n >= pod_count[name])
+        degraded = sorted(name for name, n in lost.items() if n < pod_count[name])
         voters_left = len(voters) - (host in voters)
         quorum = ha and (voters_left >= 2 or len(cps) - (host in cps) >= 2)
         pinned = pinned_on.get(host, set())
@@ -565,7 +575,8 @@ def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
                 node=host,
                 quorum_kept=quorum,
                 voters_left=voters_left,
-                stranded=tuple(sorted({p.workload for p in stranded} - pinned)),
+                stranded=tuple(sorted(set(stranded) - pinned)),
+                degraded=tuple(degraded),
                 pinned_down=tuple(sorted(pinned)),
                 volumes_at_risk=at_risk_all if node.is_storage else (),
                 volumes_not_fitting=not_fitting,
@@ -624,6 +635,7 @@ def report(a: Analysis) -> dict[str, Any]:
             "quorum_kept": f.quorum_kept,
             "voters_left": f.voters_left,
             "pods_without_a_place": list(f.stranded),
+            "replicas_without_a_place": list(f.degraded),
             "pinned_workloads_down": list(f.pinned_down),
             "volumes_losing_last_replica": list(f.volumes_at_risk),
             "volumes_not_fitting_after": list(f.volumes_not_fitting),

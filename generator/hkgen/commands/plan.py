@@ -99,6 +99,8 @@ def to_text(d: dict[str, Any]) -> list[str]:
             notes.append("down until it returns: " + ", ".join(f["pinned_workloads_down"]))
         if f["pods_without_a_place"]:
             notes.append("no room for: " + ", ".join(f["pods_without_a_place"]))
+        if f["replicas_without_a_place"]:
+            notes.append("runs with one replica less: " + ", ".join(f["replicas_without_a_place"]))
         if f["volumes_losing_last_replica"]:
             notes.append("DATA LOSS risk: " + ", ".join(f["volumes_losing_last_replica"]))
         if f["volumes_not_fitting_after"]:
