@@ -442,7 +442,9 @@ def _common(cluster: Cluster, host: Node | Satellite, kind: str) -> dict[str, An
         "boot_device": boot,
         "sdcard": boot == "sdcard",
         "radios_off": radios_off,
-        "reboot_time": schedule[host.hostname],
+        # Nodes are rebooted by kured (maintenance.py); satellites by themselves, from rebootTime.
+        "reboot_time": schedule[host.hostname] if isinstance(host, Node) else _hhmm(
+            _minutes(cluster.reboot_time) + host.index * cluster.reboot_stagger_minutes),
         "packages": packages,
         "files": files,
         "users": [

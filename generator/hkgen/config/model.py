@@ -242,6 +242,7 @@ class Cluster:
     versions: dict[str, dict[str, str]] = field(hash=False)
     apps: tuple[AppConfig, ...] = ()
     custom_apps: tuple[CustomApp, ...] = ()
+    reboot_window_hours: int = 3  # os.upgrades.rebootWindowHours: kured's nightly window
 
     def __hash__(self) -> int:
         # Per-cluster caches (`functools.cache` on a Cluster) hash it on every call; the generated
@@ -433,4 +434,5 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         gitops_interval=go["interval"],
         secrets_file=sec["file"], age_recipients=tuple(sec["ageRecipients"]),
         versions=merged_versions, apps=apps, custom_apps=custom,
+        reboot_window_hours=os_["upgrades"]["rebootWindowHours"],
     )
