@@ -141,6 +141,9 @@ def components(cluster: Cluster) -> list[Component]:
     out: list[Component] = []
     if cluster.upgrades_enabled:
         out.append(_kured(cluster))
+    from . import upgrade
+
+    out.append(upgrade.component(cluster))
     prepull = _prepull(cluster)
     if prepull is not None:
         out.append(prepull)

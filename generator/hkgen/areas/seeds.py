@@ -47,6 +47,7 @@ from typing import Any
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
+from . import upgrade
 from .failover import controller_manager_args, kubelet_args
 from .parts import Component, OutputFile, freeze
 
@@ -562,6 +563,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.service", "hkgen-microk8s-watchdog.service.j2"),
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.timer", "hkgen-microk8s-watchdog.timer.j2"),
         ]
+    files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -575,6 +577,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         for d in disks
     ]
     timers = ["hkgen-microk8s-watchdog.timer"] if seed["watchdog"] else []
+    timers += upgrade.timers(node)
     seed["runcmd"] = [
         ["/usr/local/sbin/hkgen-node-setup"],
         ["systemctl", "daemon-reload"],
