@@ -163,13 +163,24 @@ def place(cluster: Cluster, pods: list[Pod]) -> tuple[dict[str, NodeLoad], list[
     return loads, unplaced
 
 
-def displaced_without_place(loads: dict[str, NodeLoad], down: str | frozenset[str]) -> list[Pod]:
+def rank_nodes(loads: dict[str, NodeLoad]) -> list[NodeLoad]:
+    """Nodes by the scheduler's preference for a new pod (most free memory first): computed once
+    per analysis, so moving a dead node's pods does not rescan every node for every pod.
+    """
+    return sorted(loads.values(), key=lambda ld: (ld.free_mem, -ld.node.index), reverse=True)
+
+
+def displaced_without_place(loads: dict[str, NodeLoad], down: str | frozenset[str],
+                            ranked: list[NodeLoad] | None = None) -> list[Pod]:
     """Pods of the `down` node(s) that find no other node, moving them like the scheduler would.
 
     Only the dead nodes' pods move (running pods elsewhere stay where they are); each goes to the
-    surviving node with the most free memory that can take it, as in `place`.
+    surviving node with the most free memory that can take it, as in `place`. Nodes that took
+    none of the moved pods keep their place in `ranked`: the first that fits is the best of them;
+    the few that took some are compared by their reduced free memory.
     """
     gone = frozenset({down}) if isinstance(down, str) else down
+    order = ranked if ranked is not None else rank_nodes(loads)
     extra_mem: dict[str, int] = {}
     extra_cpu: dict[str, int] = {}
     extra: dict[str, set[str]] = {}
@@ -178,11 +189,18 @@ def displaced_without_place(loads: dict[str, NodeLoad], down: str | frozenset[st
                     key=lambda p: (-p.mem, -p.cpu, p.workload))
     for pod in moving:
         best: NodeLoad | None = None
-        for host, load in loads.items():
-            if host in gone or not _fits(load, pod, extra_mem.get(host, 0), extra_cpu.get(host, 0),
-                                         frozenset(extra.get(host, ()))):
+        for load in order:
+            host = load.node.hostname
+            if host in gone or host in extra_mem:
                 continue
-            if best is None or (load.free_mem - extra_mem.get(host, 0), -load.node.index) > (
+            if _fits(load, pod):
+                best = load
+                break
+        for host in extra_mem:
+            load = loads[host]
+            if not _fits(load, pod, extra_mem[host], extra_cpu[host], frozenset(extra[host])):
+                continue
+            if best is None or (load.free_mem - extra_mem[host], -load.node.index) > (
                     best.free_mem - extra_mem.get(best.node.hostname, 0), -best.node.index):
                 best = load
         if best is None:
@@ -548,11 +566,12 @@ def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
             pinned_on.setdefault(w.pinned_to, set()).add(w.name)
     networks = {w.name: w.item for w in workloads if w.app == "zigbee2mqtt" and w.item}
     capacity = storage_capacity(cluster)
+    ranked = rank_nodes(loads)
     fit_after: dict[int, tuple[str, ...]] = {}
     at_risk_all = tuple(v.name for v in volumes) if cluster.replicas < 2 else ()
     for node in cluster.nodes:
         host = node.hostname
-        stranded_pods = displaced_without_place(loads, host)
+        stranded_pods = displaced_without_place(loads, host, ranked)
         lost: dict[str, int] = {}
         for pod in stranded_pods:
             lost[pod.workload] = lost.get(pod.workload, 0) + 1
