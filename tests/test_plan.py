@@ -304,3 +304,16 @@ def test_three_pi_starter_with_grafana_is_refused(hkgen, tmp_path: Path) -> None
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("nodes:"))
     assert f"cluster.yaml:{line}:1: $.nodes: topology ha promises to survive the loss of any one node" in run.stdout
     assert "hint: add a schedulable worker" in run.stdout
+
+
+@pytest.mark.parametrize("nodes", [1, 3, 4, 6, 9])
+def test_every_starter_passes_its_own_plan(hkgen, tmp_path: Path, nodes: int) -> None:
+    made = hkgen("init", str(tmp_path / "r"), "--nodes", str(nodes), "--name", "home")
+    assert made.returncode == 0, made.stdout + made.stderr
+    run = hkgen("plan", str(tmp_path / "r" / "clusters" / "home"))
+    if nodes == 1:  # declared single-node: no failover promised, and the plan says so
+        assert "topology: single-node" in (tmp_path / "r" / "clusters" / "home" / "cluster.yaml").read_text()
+        assert run.returncode == 1 and "Verdict: a single node failure is NOT survivable" in run.stdout
+    else:
+        assert run.returncode == 0, run.stdout
+        assert "Verdict: survives any single node failure; every planned reboot is survivable" in run.stdout
