@@ -58,7 +58,7 @@ def test_no_node_reboots_on_a_clock(tree: dict[str, bytes]) -> None:
 
 
 def test_prepull_holds_the_images_of_the_apps_that_move(tree: dict[str, bytes]) -> None:
-    (ds,) = _docs(tree, "apps/image-prepull/daemonset.yaml")
+    (ds,) = _docs(tree, "platform/configs/image-prepull/daemonset.yaml")
     images = {c["image"] for c in ds["spec"]["template"]["spec"]["initContainers"]}
     expected = {d["spec"]["template"]["spec"]["containers"][0]["image"]
                 for name in ("home-assistant/statefulset.yaml", "mosquitto/statefulset.yaml",

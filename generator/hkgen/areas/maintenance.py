@@ -72,7 +72,7 @@ def _prepull(cluster: Cluster) -> Component | None:
         return None
     context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images}
     return Component(
-        PREPULL_NAME, "apps", PREPULL_NAMESPACE,
+        PREPULL_NAME, "configs", PREPULL_NAMESPACE,
         files=(OutputFile(PurePosixPath("daemonset.yaml"), "core/platform/maintenance/prepull.yaml.j2",
                           freeze(context)),),
         depends_on=("priority-classes",),
