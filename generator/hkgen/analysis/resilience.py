@@ -681,13 +681,18 @@ def report(a: Analysis) -> dict[str, Any]:
     ]
     from .planned import planned_reboots
 
-    planned = [
+    planned: list[dict[str, Any]] = [
         {"host": p.host, "kind": p.kind, "survivable": p.survivable,
          "moves": [{"workload": m.workload, "how": m.how, "seconds_until_running": m.running,
                     "seconds_until_usable": m.usable} for m in p.moves],
          "zigbee_networks_down": [{"network": n, "seconds_until_usable": s} for n, s in p.zigbee_down]}
         for p in planned_reboots(a)
     ]
+    # A MicroK8s upgrade drains the same way; only what waits for the node waits longer.
+    upgrade = {p.host: p.longest for p in planned_reboots(a, reboot=PI["microk8s_refresh"])}
+    for row in planned:
+        row["longest_seconds_until_usable"] = max((int(m["seconds_until_usable"]) for m in row["moves"]), default=0)
+        row["longest_seconds_until_usable_upgrade"] = upgrade[str(row["host"])] if row["kind"] == "node" else None
     spofs = sorted({w for f in a.failures for w in f.pinned_down})
     return {
         "format": JSON_VERSION,

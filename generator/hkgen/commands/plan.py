@@ -133,9 +133,11 @@ def to_text(d: dict[str, Any]) -> list[str]:
                  for m in p["moves"] if m["seconds_until_usable"]]
         moved += [f"Zigbee {z['network']} {_secs(z['seconds_until_usable'])}" for z in p["zigbee_networks_down"]
                   if p["kind"] == "satellite"]
+        upgrade = p["longest_seconds_until_usable_upgrade"]
         rows.append([p["host"] + (" (satellite)" if p["kind"] == "satellite" else ""),
-                     "yes" if p["survivable"] else "NO", "; ".join(moved) or "nothing is down"])
-    lines += _table(["host", "survivable", "downtime"], rows)
+                     "yes" if p["survivable"] else "NO", "-" if upgrade is None else f"{upgrade} s",
+                     "; ".join(moved) or "nothing is down"])
+    lines += _table(["host", "survivable", "longest if upgraded", "downtime (reboot)"], rows)
     if "scenario" in d:
         lines += ["", *_scenario_text(d["scenario"])]
     pc = d["power_cut"]
