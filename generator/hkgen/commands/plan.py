@@ -114,8 +114,12 @@ def to_text(d: dict[str, Any]) -> list[str]:
                   f"{st['usable_gib']} GiB usable"
               + (f"; DO NOT FIT: {', '.join(st['volumes_not_fitting'])}" if st["volumes_not_fitting"] else "")]
     s = d["failover_settings"]
-    lines += ["", f"Recovery of stateful apps after their node dies (node-monitor grace {s['node_monitor_grace']} s, "
-                  f"eviction {s['eviction']} s, Longhorn policy {s['policy']}; from {s['source']}):"]
+    lease = s.get("lease_duration")
+    renew = f" (kubelet lease renewed every {lease / 4:g} s)" if lease else ""
+    lines += ["", "Recovery of stateful apps after their node dies "
+                  f"(node-monitor grace {s['node_monitor_grace']} s{renew}, eviction {s['eviction']} s, "
+                  f"Longhorn policy {s['policy']}; from {s['source']}; "
+                  "attach, app start and image sizes are Pi estimates):"]
     rows = [[r["workload"], r["kind"], f"{r['seconds_until_running']} s",
              f"+{r['app_start_seconds']} s", f"{r['seconds_until_usable']} s",
              "never" if r["defaults_seconds_until_running"] is None
