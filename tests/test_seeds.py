@@ -902,7 +902,8 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
     _cluster, _plan, tree = reference
     shells = {k: v for k, v in _scripts(tree).items() if v.startswith("#!/bin/bash")}
     assert {k.split(":")[1] for k in shells} == {
-        "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk"}
+        "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk",
+        "/usr/local/sbin/hkgen-microk8s-upgrade"}
     files = []
     for i, (_key, body) in enumerate(sorted(shells.items())):
         f = tmp_path / f"{i}.sh"

@@ -577,12 +577,12 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         for d in disks
     ]
     timers = ["hkgen-microk8s-watchdog.timer"] if seed["watchdog"] else []
-    timers += upgrade.timers(node)
     seed["runcmd"] = [
         ["/usr/local/sbin/hkgen-node-setup"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "--no-block", "hkgen-microk8s-join.service"],
         *([["systemctl", "enable", "--now", *timers]] if timers else []),
+        ["systemctl", "enable", "--now", *upgrade.timers(node)],
     ]
     return seed
 
