@@ -274,7 +274,7 @@ def test_control_planes_get_fast_failover_sans_and_taints(reference) -> None:
         assert cfg["extraKubeAPIServerArgs"] == {"--default-not-ready-toleration-seconds": seconds,
                                                  "--default-unreachable-toleration-seconds": seconds}
         assert cfg["extraKubeControllerManagerArgs"] == {
-            "--node-monitor-grace-period": f"{cluster.node_monitor_grace_seconds}s"}
+            "--node-monitor-grace-period": f"{cluster.node_monitor_grace_seconds}s", "--node-monitor-period": "5s"}
         assert cfg["extraSANs"] == ["k8s.home.arpa", cluster.node(host).ip]
     assert "--register-with-taints" not in launch(tree, "cp1")["extraKubeletArgs"]  # schedulable
     for host in ("cp2", "cp3"):
@@ -576,9 +576,15 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     schedule = seeds.reboot_schedule(cluster)
     assert list(schedule.values())[:4] == ["03:30", "04:00", "04:30", "05:00"]
     assert len(set(schedule.values())) == len(schedule)
+    # Nodes never reboot on a clock: kured reboots them one at a time (issue 20)
     apt = written(user_data(tree, "cp3"), "/etc/apt/apt.conf.d/52hkgen-upgrades")
-    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:30";' in apt
-    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in apt
+    assert 'Unattended-Upgrade::Automatic-Reboot "false";' in apt
+    assert "Automatic-Reboot-Time" not in apt
+    # satellites reboot by themselves from rebootTime, staggerMinutes apart
+    for host, at in (("zsat-garden", "03:30"), ("zsat-attic", "04:00")):
+        apt = written(user_data(tree, host), "/etc/apt/apt.conf.d/52hkgen-upgrades")
+        assert f'Unattended-Upgrade::Automatic-Reboot-Time "{at}";' in apt
+        assert 'Unattended-Upgrade::Automatic-Reboot "true";' in apt
 
     # More hosts than windows share the workers' windows, never a control plane's
     import copy
@@ -863,7 +869,8 @@ def test_yaml_1_1_look_alikes_stay_strings(tmp_path: Path) -> None:
     assert seed_problems(plan, tree) == []
     ud = user_data(tree, "cp1")
     assert ud["users"][0]["name"] == "on"
-    assert 'Automatic-Reboot-Time "01:20"' in written(ud, "/etc/apt/apt.conf.d/52hkgen-upgrades")
+    sat = user_data(tree, "zsat-garden")
+    assert 'Automatic-Reboot-Time "01:20"' in written(sat, "/etc/apt/apt.conf.d/52hkgen-upgrades")
 
 
 # --- the scripts the seeds install ---------------------------------------------------------------
@@ -897,7 +904,8 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
     _cluster, _plan, tree = reference
     shells = {k: v for k, v in _scripts(tree).items() if v.startswith("#!/bin/bash")}
     assert {k.split(":")[1] for k in shells} == {
-        "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk"}
+        "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk",
+        "/usr/local/sbin/hkgen-microk8s-upgrade"}
     files = []
     for i, (_key, body) in enumerate(sorted(shells.items())):
         f = tmp_path / f"{i}.sh"

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from ..areas.maintenance import PREPULL_NAME, prepull_images
 from ..config.catalogue import Workload
 from ..config.model import Cluster, Node
 from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatable_mib
+from .timing import KUBE_DEFAULTS, PI, app_start, pull_seconds, read_launch_args
 
 __all__ = [
     "DEFAULTS",
@@ -37,14 +39,12 @@ __all__ = [
 
 JSON_VERSION = 1  # layout version of the `hkgen plan --format json` document
 
-# Kubernetes/MicroK8s defaults the tuned figures are compared with (domain-notes §4.1).
-DEFAULTS: dict[str, int] = {"node_monitor_grace": 50, "eviction": 300, "force_detach": 360}
+# Kubernetes/MicroK8s defaults the tuned figures are compared with (domain-notes §4.1; timing.py).
+DEFAULTS: dict[str, int] = {k: KUBE_DEFAULTS[k] for k in ("node_monitor_grace", "eviction", "force_detach")}
 DEFAULT_POLICY = "do-nothing"
-# Pi 4 timings in seconds (estimates, domain-notes §4.3): node-monitor period, Longhorn's
-# VolumeAttachment clean-up + resync, Longhorn engine start + attach + mount on a Pi.
-TIMINGS = {"node_monitor_period": 5, "longhorn_reaction": 10, "attach": 30}
-# App start after the pod runs (estimates on a Pi 4, image already on the node).
-APP_START = {"home-assistant": 45, "zigbee2mqtt": 20, "mosquitto": 3, "prometheus": 60, "grafana": 15}
+# Pi 4 estimates in seconds (timing.PI): Longhorn's VolumeAttachment clean-up + resync, and
+# Longhorn engine start + attach + mount on a Pi.
+TIMINGS = {"longhorn_reaction": PI["longhorn_reaction"], "attach": PI["attach"]}
 # Power draw in watts (idle, full load), typical published measurements; SSD per USB disk.
 POWER = {
     "rpi4": (2.7, 6.4),
@@ -163,24 +163,44 @@ def place(cluster: Cluster, pods: list[Pod]) -> tuple[dict[str, NodeLoad], list[
     return loads, unplaced
 
 
-def displaced_without_place(loads: dict[str, NodeLoad], down: str) -> list[Pod]:
-    """Pods of node `down` that find no other node, moving them like the scheduler would.
-
-    Only the dead node's pods move (running pods elsewhere stay where they are); each goes to the
-    node with the most free memory that can take it, as in `place`.
+def rank_nodes(loads: dict[str, NodeLoad]) -> list[NodeLoad]:
+    """Nodes by the scheduler's preference for a new pod (most free memory first): computed once
+    per analysis, so moving a dead node's pods does not rescan every node for every pod.
     """
+    return sorted(loads.values(), key=lambda ld: (ld.free_mem, -ld.node.index), reverse=True)
+
+
+def displaced_without_place(loads: dict[str, NodeLoad], down: str | frozenset[str],
+                            ranked: list[NodeLoad] | None = None) -> list[Pod]:
+    """Pods of the `down` node(s) that find no other node, moving them like the scheduler would.
+
+    Only the dead nodes' pods move (running pods elsewhere stay where they are); each goes to the
+    surviving node with the most free memory that can take it, as in `place`. Nodes that took
+    none of the moved pods keep their place in `ranked`: the first that fits is the best of them;
+    the few that took some are compared by their reduced free memory.
+    """
+    gone = frozenset({down}) if isinstance(down, str) else down
+    order = ranked if ranked is not None else rank_nodes(loads)
     extra_mem: dict[str, int] = {}
     extra_cpu: dict[str, int] = {}
     extra: dict[str, set[str]] = {}
     stranded: list[Pod] = []
-    moving = sorted((p for p in loads[down].pods if not p.every_node), key=lambda p: (-p.mem, -p.cpu, p.workload))
+    moving = sorted((p for host in sorted(gone) for p in loads[host].pods if not p.every_node),
+                    key=lambda p: (-p.mem, -p.cpu, p.workload))
     for pod in moving:
         best: NodeLoad | None = None
-        for host, load in loads.items():
-            if host == down or not _fits(load, pod, extra_mem.get(host, 0), extra_cpu.get(host, 0),
-                                         frozenset(extra.get(host, ()))):
+        for load in order:
+            host = load.node.hostname
+            if host in gone or host in extra_mem:
                 continue
-            if best is None or (load.free_mem - extra_mem.get(host, 0), -load.node.index) > (
+            if _fits(load, pod):
+                best = load
+                break
+        for host in extra_mem:
+            load = loads[host]
+            if not _fits(load, pod, extra_mem[host], extra_cpu[host], frozenset(extra[host])):
+                continue
+            if best is None or (load.free_mem - extra_mem[host], -load.node.index) > (
                     best.free_mem - extra_mem.get(best.node.hostname, 0), -best.node.index):
                 best = load
         if best is None:
@@ -219,13 +239,24 @@ def usable_gib(cluster: Cluster, node: Node) -> float:
     return raw * (1 - cluster.reserved_percent / 100) * cluster.over_provisioning_percent / 100
 
 
-def fit_volumes(cluster: Cluster, volumes: list[VolumeNeed], down: frozenset[str] = frozenset()) -> list[str]:
-    """Volumes whose replicas cannot all be placed on distinct storage nodes (none = everything fits)."""
+def storage_capacity(cluster: Cluster) -> dict[str, float]:
+    """Usable Longhorn GiB of every storage node (computed once per analysis)."""
+    return {n.hostname: usable_gib(cluster, n) for n in cluster.storage_nodes}
+
+
+def fit_volumes(cluster: Cluster, volumes: list[VolumeNeed], down: frozenset[str] = frozenset(),
+                capacity: dict[str, float] | None = None) -> list[str]:
+    """Volumes whose replicas cannot all be placed on distinct storage nodes (none = everything fits).
+
+    `capacity` (from `storage_capacity`) saves recomputing every node's space per failure: the
+    nodes in `down` are just left out of it.
+    """
     import heapq
 
-    free = {n.hostname: usable_gib(cluster, n) for n in cluster.storage_nodes if n.hostname not in down}
+    space = capacity if capacity is not None else storage_capacity(cluster)
+    free = {host: gib for host, gib in space.items() if host not in down}
     replicas = min(cluster.replicas, len(free)) if down else cluster.replicas
-    heap = [(-space, host) for host, space in free.items()]  # most free space first
+    heap = [(-gib, host) for host, gib in free.items()]  # most free space first
     heapq.heapify(heap)
     failed: list[str] = []
     for vol in sorted(volumes, key=lambda v: (-v.size_gib, v.name)):
@@ -233,13 +264,13 @@ def fit_volumes(cluster: Cluster, volumes: list[VolumeNeed], down: frozenset[str
             failed.append(vol.name)
             continue
         picked = [heapq.heappop(heap) for _ in range(replicas)]
-        if any(-space < vol.size_gib for space, _host in picked):
+        if any(-gib < vol.size_gib for gib, _host in picked):
             failed.append(vol.name)
             for item in picked:
                 heapq.heappush(heap, item)
             continue
-        for space, host in picked:
-            heapq.heappush(heap, (space + vol.size_gib, host))
+        for gib, host in picked:
+            heapq.heappush(heap, (gib + vol.size_gib, host))
     return failed
 
 
@@ -260,14 +291,32 @@ class Recovery:
         return sum(s for _, s in self.steps)
 
     @property
+    def usable(self) -> int:
+        """Seconds until the app answers again (running + the app's own start)."""
+        return self.seconds + self.start
+
+    @property
     def default_seconds(self) -> int | None:
         """The same with Kubernetes/Longhorn defaults (None: never, until the node returns)."""
         return None if self.default_steps is None else sum(s for _, s in self.default_steps)
 
 
+def _pull_step(w: Workload, settings: dict[str, Any]) -> tuple[str, int]:
+    """The image pull of a moved pod: nothing when the rendered pre-pull DaemonSet holds its image."""
+    image = settings.get("images", {}).get(w.name)
+    if image is not None and image in settings.get("prepulled", ()):
+        return ("image pull (pre-pulled on every node)", 0)
+    return ("image pull (not pre-pulled; estimate)", pull_seconds(w.app, w.name))
+
+
 def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, Any]) -> list[Recovery]:
-    """Recovery predictions for every stateful, non-pinned, single-instance workload."""
+    """Recovery predictions for every stateful, non-pinned, single-instance workload.
+
+    T = (G + P) + E + T_grace + L + A + I, then the app's start S (domain notes §4.3): G, P, E and
+    T_grace as rendered, L and A Pi estimates, I zero when the image is pre-pulled.
+    """
     grace = int(settings["node_monitor_grace"])
+    period = int(settings.get("node_monitor_period", KUBE_DEFAULTS["node_monitor_period"]))
     policy = str(settings["policy"])
     per_workload: dict[str, dict[str, int]] = settings.get("workloads", {})
     out: list[Recovery] = []
@@ -277,31 +326,31 @@ def recoveries(cluster: Cluster, workloads: list[Workload], settings: dict[str, 
         rendered = per_workload.get(w.name, {})
         eviction = rendered.get("eviction", int(settings["eviction"]))
         termination = rendered.get("termination_grace", w.termination_grace_seconds)
-        app_start = APP_START.get(w.app, APP_START.get(w.name, 20))
         detach_ok = (
             policy.startswith("delete-both")
             or (policy == "delete-statefulset-pod" and w.kind == "StatefulSet")
             or (policy == "delete-deployment-pod" and w.kind == "Deployment")
         )
         steps = (
-            ("node marked NotReady (grace + monitor period)", grace + TIMINGS["node_monitor_period"]),
-            ("pod evicted (toleration)", eviction),
+            (f"node marked NotReady (grace {grace} s + monitor period {period} s)", grace + period),
+            ("pod evicted (tolerationSeconds)", eviction),
             ("termination grace", termination),
-            ("Longhorn releases the volume", TIMINGS["longhorn_reaction"] if detach_ok else DEFAULTS["force_detach"]),
-            ("volume attached on the new node", TIMINGS["attach"]),
-            ("image pull (pre-pulled)", 0),
+            ("Longhorn releases the volume" + ("" if detach_ok else " (force detach after 6 min)"),
+             PI["longhorn_reaction"] if detach_ok else DEFAULTS["force_detach"]),
+            ("volume attached on the new node (estimate)", PI["attach"]),
+            _pull_step(w, settings),
         )
         default: tuple[tuple[str, int], ...] | None
         if w.kind == "StatefulSet":
             default = None  # pod stays Terminating on the dead node; no replacement is created
         else:
             default = (
-                ("node marked NotReady", DEFAULTS["node_monitor_grace"] + TIMINGS["node_monitor_period"]),
+                ("node marked NotReady", DEFAULTS["node_monitor_grace"] + KUBE_DEFAULTS["node_monitor_period"]),
                 ("pod evicted", DEFAULTS["eviction"]),
                 ("force detach after 6 min", DEFAULTS["force_detach"]),
-                ("volume attached", TIMINGS["attach"]),
+                ("volume attached", PI["attach"]),
             )
-        out.append(Recovery(w.name, w.app, w.kind, steps, app_start, default))
+        out.append(Recovery(w.name, w.app, w.kind, steps, app_start(w.app, w.name), default))
     return out
 
 
@@ -312,10 +361,20 @@ class Failure:
     node: str
     quorum_kept: bool
     voters_left: int
-    stranded: tuple[str, ...]  # pods that cannot be placed anywhere else
+    stranded: tuple[str, ...]  # workloads none of whose pods can run anywhere else
     pinned_down: tuple[str, ...]  # workloads pinned to this node (single points of failure)
     volumes_at_risk: tuple[str, ...]  # volumes that may lose their last replica
     volumes_not_fitting: tuple[str, ...]  # volumes whose replicas no longer fit
+    # (workload, seconds until running, seconds until usable); None = until the host returns
+    apps_down: tuple[tuple[str, int | None, int | None], ...] = ()
+    zigbee_down: tuple[tuple[str, int | None], ...] = ()  # (network, seconds usable again or None)
+    kind: str = "node"  # or "satellite"
+    degraded: tuple[str, ...] = ()  # replicated workloads one of whose pods finds no place (others serve)
+
+    @property
+    def survivable(self) -> bool:
+        """Quorum kept, every pod finds a place, no volume loses its last replica."""
+        return self.quorum_kept and not self.stranded and not self.volumes_at_risk
 
 
 @dataclass(frozen=True)
@@ -330,6 +389,8 @@ class Analysis:
     volumes: tuple[VolumeNeed, ...]
     volumes_not_fitting: tuple[str, ...]
     settings: dict[str, Any]
+    workloads: tuple[Workload, ...] = ()
+    capacity: dict[str, float] = field(default_factory=dict)
 
     @property
     def failures_tolerated(self) -> int:
@@ -385,15 +446,12 @@ def rendered_settings(tree: dict[Any, bytes]) -> dict[str, Any]:
     import yaml as pyyaml
 
     loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
-    found: dict[str, Any] = {"workloads": {}, "source": "rendered tree"}
+    found: dict[str, Any] = {"workloads": {}, "images": {}, "prepulled": [], "source": "rendered tree"}
     for path in sorted(tree, key=str):
         text = tree[path].decode("utf-8", "replace")
-        if str(path).endswith("/user-data") and "--node-monitor-grace-period" in text:
-            for line in text.splitlines():
-                if "--node-monitor-grace-period:" in line and "node_monitor_grace" not in found:
-                    value = line.split(":", 1)[1].strip().strip("'\"").rstrip("s")
-                    if value.isdigit():
-                        found["node_monitor_grace"] = int(value)
+        if str(path).endswith("/user-data"):
+            if "--node-" in text:
+                read_launch_args(text, found)
             continue
         if not str(path).endswith(".yaml") or "kind:" not in text:
             continue
@@ -416,9 +474,15 @@ def _read_object(doc: dict[str, Any], found: dict[str, Any]) -> None:
         policy = (values.get("defaultSettings") or {}).get("nodeDownPodDeletionPolicy")
         if policy:
             found["policy"] = str(policy)
+    elif kind == "DaemonSet" and (doc.get("metadata") or {}).get("name") == PREPULL_NAME:
+        pod = ((spec.get("template") or {}).get("spec")) or {}
+        found["prepulled"] = sorted({str(c.get("image")) for c in pod.get("initContainers") or []})
     elif kind in ("StatefulSet", "Deployment"):
         pod = ((spec.get("template") or {}).get("spec")) or {}
         name = str((doc.get("metadata") or {}).get("name"))
+        containers = pod.get("containers") or []
+        if containers and containers[0].get("image"):
+            found["images"][name] = str(containers[0]["image"])
         entry: dict[str, int] = {}
         for tol in pod.get("tolerations") or []:
             if tol.get("key") == "node.kubernetes.io/unreachable" and "tolerationSeconds" in tol:
@@ -442,52 +506,120 @@ def _analyse_model(cluster: Cluster) -> Analysis:
     return _analyse(cluster, None)
 
 
-def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
-    rendered: dict[str, Any] = {
+def model_settings(cluster: Cluster) -> dict[str, Any]:
+    """The failover settings as the model says the tree renders them (no tree at hand)."""
+    from ..areas.failover import NODE_MONITOR_PERIOD
+
+    prepulled = prepull_images(cluster)
+    return {
         "node_monitor_grace": cluster.node_monitor_grace_seconds,
+        "node_monitor_period": NODE_MONITOR_PERIOD,
+        "lease_duration": cluster.node_monitor_grace_seconds,
         "eviction": cluster.pod_eviction_seconds,
         "policy": "delete-both-statefulset-and-deployment-pod",
+        "images": dict(prepulled),
+        "prepulled": sorted(set(prepulled.values())),
         "source": "cluster.yaml",
     }
+
+
+def _down_for(recovery: dict[str, Recovery], pinned: set[str], w: Workload,
+              settings: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Seconds until `w` runs and answers again after its node died (None: until the node returns)."""
+    if w.name in pinned:
+        return None, None
+    rec = recovery.get(w.name)
+    if rec is not None:
+        return rec.seconds, rec.usable
+    if w.replicas > 1 and w.kind != "Cluster":
+        return 0, 0  # another replica keeps serving
+    noticed = int(settings["node_monitor_grace"]) + int(settings.get("node_monitor_period", 5))
+    if w.kind == "Cluster":  # CloudNativePG promotes a standby once the node is NotReady
+        return noticed + 10, noticed + 10
+    # No volume: the controller creates the replacement as soon as the pod is evicted.
+    running = noticed + int(settings["eviction"]) + _pull_step(w, settings)[1]
+    return running, running + app_start(w.app, w.name)
+
+
+def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
+    rendered = model_settings(cluster)
     rendered.update(settings or {})
     workloads = all_workloads(cluster)
     pods = _pods(cluster, workloads)
     loads, unplaced = place(cluster, pods)
     volumes = _volumes(workloads)
+    recs = recoveries(cluster, workloads, rendered)
+    by_workload = {r.workload: r for r in recs}
+    by_name = {w.name: w for w in workloads}
+    pod_count: dict[str, int] = {}
+    for pod in pods:
+        pod_count[pod.workload] = pod_count.get(pod.workload, 0) + 1
     failures: list[Failure] = []
     voters = {n.hostname for n in cluster.voters}
-    # Storage nodes with the same disk size are interchangeable for the fit question: compute
-    # "does everything still fit without one of them" once per size, not once per node.
+    ha = cluster.topology == "ha"
+    cps = {n.hostname for n in cluster.control_planes}
+    # Computed once, adjusted per failure: pinned workloads by node, each storage node's space,
+    # the fit without a node (storage nodes of one disk size are interchangeable for it).
+    pinned_on: dict[str, set[str]] = {}
+    for w in workloads:
+        if w.pinned_to:
+            pinned_on.setdefault(w.pinned_to, set()).add(w.name)
+    networks = {w.name: w.item for w in workloads if w.app == "zigbee2mqtt" and w.item}
+    capacity = storage_capacity(cluster)
+    ranked = rank_nodes(loads)
     fit_after: dict[int, tuple[str, ...]] = {}
+    at_risk_all = tuple(v.name for v in volumes) if cluster.replicas < 2 else ()
     for node in cluster.nodes:
-        down = frozenset({node.hostname})
-        stranded = displaced_without_place(loads, node.hostname)
-        cps_left = len([n for n in cluster.control_planes if n.hostname not in down])
-        voters_left = len(voters - down)
-        quorum = cluster.topology == "ha" and (voters_left >= 2 or cps_left >= 2)
-        pinned = tuple(sorted({w.name for w in workloads if w.pinned_to == node.hostname}))
-        at_risk = tuple(v.name for v in volumes if cluster.replicas < 2 and node.is_storage)
+        host = node.hostname
+        stranded_pods = displaced_without_place(loads, host, ranked)
+        lost: dict[str, int] = {}
+        for pod in stranded_pods:
+            lost[pod.workload] = lost.get(pod.workload, 0) + 1
+        # A replicated workload with a pod left running elsewhere still serves: degraded, not down.
+        stranded = sorted(name for name, n in lost.items() if n >= pod_count[name])
+        degraded = sorted(name for name, n in lost.items() if n < pod_count[name])
+        voters_left = len(voters) - (host in voters)
+        quorum = ha and (voters_left >= 2 or len(cps) - (host in cps) >= 2)
+        pinned = pinned_on.get(host, set())
+        on_node = sorted({p.workload for p in loads[host].pods if not p.every_node and p.app != "platform"})
+        down = tuple((w, *_down_for(by_workload, pinned, by_name[w], rendered)) for w in on_node)
+        zigbee = tuple((networks[w], usable) for w, _running, usable in down if w in networks)
+        not_fitting: tuple[str, ...] = ()
+        if node.is_storage:
+            if node.storage_gb not in fit_after:
+                fit_after[node.storage_gb] = tuple(fit_volumes(cluster, volumes, frozenset({host}), capacity))
+            not_fitting = fit_after[node.storage_gb]
         failures.append(
             Failure(
-                node=node.hostname,
+                node=host,
                 quorum_kept=quorum,
                 voters_left=voters_left,
-                stranded=tuple(sorted({p.workload for p in stranded} - set(pinned))),
-                pinned_down=pinned,
-                volumes_at_risk=at_risk,
-                volumes_not_fitting=(fit_after.setdefault(node.storage_gb, tuple(fit_volumes(cluster, volumes, down)))
-                                 if node.is_storage else ()),
+                stranded=tuple(sorted(set(stranded) - pinned)),
+                degraded=tuple(degraded),
+                pinned_down=tuple(sorted(pinned)),
+                volumes_at_risk=at_risk_all if node.is_storage else (),
+                volumes_not_fitting=not_fitting,
+                apps_down=down,
+                zigbee_down=tuple(sorted(zigbee)),
             )
         )
+    for sat in cluster.satellites:
+        nets = tuple(sorted((z.name, None) for z in cluster.zigbee
+                            if z.satellite == sat.hostname and cluster.app("zigbee2mqtt") is not None))
+        failures.append(Failure(node=sat.hostname, quorum_kept=ha, voters_left=len(voters), stranded=(),
+                                pinned_down=(), volumes_at_risk=(), volumes_not_fitting=(), zigbee_down=nets,
+                                kind="satellite"))
     return Analysis(
         cluster=cluster,
         loads=loads,
         unplaced=tuple(unplaced),
         failures=tuple(failures),
-        recoveries=tuple(recoveries(cluster, workloads, rendered)),
+        recoveries=tuple(recs),
         volumes=tuple(volumes),
-        volumes_not_fitting=tuple(fit_volumes(cluster, volumes)),
+        volumes_not_fitting=tuple(fit_volumes(cluster, volumes, capacity=capacity)),
         settings=rendered,
+        workloads=tuple(workloads),
+        capacity=capacity,
     )
 
 
@@ -522,10 +654,15 @@ def report(a: Analysis) -> dict[str, Any]:
             "quorum_kept": f.quorum_kept,
             "voters_left": f.voters_left,
             "pods_without_a_place": list(f.stranded),
+            "replicas_without_a_place": list(f.degraded),
             "pinned_workloads_down": list(f.pinned_down),
             "volumes_losing_last_replica": list(f.volumes_at_risk),
             "volumes_not_fitting_after": list(f.volumes_not_fitting),
-            "survivable": f.quorum_kept and not f.stranded and not f.volumes_at_risk,
+            "survivable": f.survivable,
+            "kind": f.kind,
+            "apps_down": [{"workload": w, "seconds_until_running": run, "seconds_until_usable": use}
+                          for w, run, use in f.apps_down],
+            "zigbee_networks_down": [{"network": n, "seconds_until_usable": s} for n, s in f.zigbee_down],
         }
         for f in a.failures
     ]
@@ -537,10 +674,25 @@ def report(a: Analysis) -> dict[str, Any]:
             "steps": [{"what": what, "seconds": s} for what, s in r.steps],
             "seconds_until_running": r.seconds,
             "app_start_seconds": r.start,
+            "seconds_until_usable": r.usable,
             "defaults_seconds_until_running": r.default_seconds,
         }
         for r in a.recoveries
     ]
+    from .planned import planned_reboots
+
+    planned: list[dict[str, Any]] = [
+        {"host": p.host, "kind": p.kind, "survivable": p.survivable,
+         "moves": [{"workload": m.workload, "how": m.how, "seconds_until_running": m.running,
+                    "seconds_until_usable": m.usable} for m in p.moves],
+         "zigbee_networks_down": [{"network": n, "seconds_until_usable": s} for n, s in p.zigbee_down]}
+        for p in planned_reboots(a)
+    ]
+    # A MicroK8s upgrade drains the same way; only what waits for the node waits longer.
+    upgrade = {p.host: p.longest for p in planned_reboots(a, reboot=PI["microk8s_refresh"])}
+    for row in planned:
+        row["longest_seconds_until_usable"] = max((int(m["seconds_until_usable"]) for m in row["moves"]), default=0)
+        row["longest_seconds_until_usable_upgrade"] = upgrade[str(row["host"])] if row["kind"] == "node" else None
     spofs = sorted({w for f in a.failures for w in f.pinned_down})
     return {
         "format": JSON_VERSION,
@@ -570,8 +722,10 @@ def report(a: Analysis) -> dict[str, Any]:
             "home_assistant_back_seconds": a.home_assistant_back_after_power_cut(),
         },
         "power": a.power(),
+        "planned_maintenance": planned,
         "verdict": {
             "survives_any_single_node_failure": all(f["survivable"] for f in failures) and not a.unplaced,
+            "survives_any_planned_reboot": all(p["survivable"] for p in planned) and not a.unplaced,
             "everything_fits": not a.unplaced and not a.volumes_not_fitting,
         },
     }

@@ -47,6 +47,8 @@ from typing import Any
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
+from . import upgrade
+from .failover import controller_manager_args, kubelet_args
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -261,6 +263,7 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
         "--cluster-dns": _service_ip(cluster, 10),
         "--cluster-domain": CLUSTER_DOMAIN,
         "--node-ip": node.ip,
+        **kubelet_args(cluster),  # lease cadence the grace period assumes (failover.py)
     }
     config: dict[str, Any] = {"version": LAUNCH_CONFIG_VERSION, "extraKubeletArgs": kubelet}
     if node.is_control_plane:
@@ -272,9 +275,7 @@ def base_launch_config(cluster: Cluster, node: Node) -> dict[str, Any]:
             "--default-not-ready-toleration-seconds": eviction,
             "--default-unreachable-toleration-seconds": eviction,
         }
-        config["extraKubeControllerManagerArgs"] = {
-            "--node-monitor-grace-period": f"{cluster.node_monitor_grace_seconds}s",
-        }
+        config["extraKubeControllerManagerArgs"] = controller_manager_args(cluster)
         sans = [*cluster.api_server_names, node.ip]
         kubernetes_ip = _service_ip(cluster, 1)
         if kubernetes_ip != "10.152.183.1":  # MicroK8s' certificate already holds its default
@@ -442,7 +443,9 @@ def _common(cluster: Cluster, host: Node | Satellite, kind: str) -> dict[str, An
         "boot_device": boot,
         "sdcard": boot == "sdcard",
         "radios_off": radios_off,
-        "reboot_time": schedule[host.hostname],
+        # Nodes are rebooted by kured (maintenance.py); satellites by themselves, from rebootTime.
+        "reboot_time": schedule[host.hostname] if isinstance(host, Node) else _hhmm(
+            _minutes(cluster.reboot_time) + host.index * cluster.reboot_stagger_minutes),
         "packages": packages,
         "files": files,
         "users": [
@@ -560,6 +563,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.service", "hkgen-microk8s-watchdog.service.j2"),
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.timer", "hkgen-microk8s-watchdog.timer.j2"),
         ]
+    files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -578,6 +582,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "--no-block", "hkgen-microk8s-join.service"],
         *([["systemctl", "enable", "--now", *timers]] if timers else []),
+        ["systemctl", "enable", "--now", *upgrade.timers(node)],
     ]
     return seed
 

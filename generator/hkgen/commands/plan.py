@@ -18,6 +18,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Arguments of `hkgen plan`."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a cluster.yaml or its folder")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (json is stable)")
+    parser.add_argument("--down", metavar="HOST[,HOST...]", default="",
+                        help="also report these nodes/satellites failing together (e.g. --down cp1,cp2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +38,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(result.problems)
         # The figures come from the tree as it would be rendered now (in memory, not written).
         tree = render_blueprint(build_blueprint(result.cluster))
-        data = report(analyse(result.cluster, rendered_settings(tree)))
+        analysis = analyse(result.cluster, rendered_settings(tree))
+        data = report(analysis)
+        if args.down:
+            from ..analysis.planned import scenario
+            from ..core.errors import UsageError
+
+            try:
+                data["scenario"] = scenario(analysis, frozenset(h.strip() for h in args.down.split(",") if h.strip()))
+            except KeyError as exc:
+                raise UsageError(f"--down: no node or satellite called {exc.args[0]}") from None
         data["alerting"] = alerting_report(result.cluster, data)  # who hears about each failure, and when
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1
@@ -74,19 +85,30 @@ def to_text(d: dict[str, Any]) -> list[str]:
     lines += _table(["node", "role", "apps", "mem MiB req/alloc", "headroom", "cpu m req/alloc", "disk GB"], rows)
     if d["unplaced_pods"]:
         lines.append(f"NOT PLACED (no node has room): {', '.join(d['unplaced_pods'])}")
-    lines += ["", "If one node dies:"]
+    lines += ["", "If one node or satellite dies (seconds until running / usable again):"]
     rows = []
     for f in d["single_node_failures"]:
         notes = []
+        down = [f"{a['workload']} {_secs(a['seconds_until_running'])}/{_secs(a['seconds_until_usable'])}"
+                for a in f["apps_down"]
+                if a["seconds_until_usable"] != 0 and a["workload"] not in f["pinned_workloads_down"]]
+        if down:
+            notes.append("apps back: " + ", ".join(down))
+        if f["zigbee_networks_down"]:
+            notes.append("Zigbee " + ", ".join(f"{z['network']} {_secs(z['seconds_until_usable'])}"
+                                               for z in f["zigbee_networks_down"]))
         if f["pinned_workloads_down"]:
             notes.append("down until it returns: " + ", ".join(f["pinned_workloads_down"]))
         if f["pods_without_a_place"]:
             notes.append("no room for: " + ", ".join(f["pods_without_a_place"]))
+        if f["replicas_without_a_place"]:
+            notes.append("runs with one replica less: " + ", ".join(f["replicas_without_a_place"]))
         if f["volumes_losing_last_replica"]:
             notes.append("DATA LOSS risk: " + ", ".join(f["volumes_losing_last_replica"]))
         if f["volumes_not_fitting_after"]:
             notes.append("replicas no longer fit: " + ", ".join(f["volumes_not_fitting_after"]))
-        rows.append([f["node"], "kept" if f["quorum_kept"] else "LOST", "yes" if f["survivable"] else "NO",
+        name = f["node"] + (" (satellite)" if f["kind"] == "satellite" else "")
+        rows.append([name, "kept" if f["quorum_kept"] else "LOST", "yes" if f["survivable"] else "NO",
                      "; ".join(notes) or "-"])
     lines += _table(["node down", "quorum", "survivable", "notes"], rows)
     st = d["storage"]
@@ -94,12 +116,36 @@ def to_text(d: dict[str, Any]) -> list[str]:
                   f"{st['usable_gib']} GiB usable"
               + (f"; DO NOT FIT: {', '.join(st['volumes_not_fitting'])}" if st["volumes_not_fitting"] else "")]
     s = d["failover_settings"]
-    lines += ["", f"Recovery of stateful apps after their node dies (node-monitor grace {s['node_monitor_grace']} s, "
-                  f"eviction {s['eviction']} s, Longhorn policy {s['policy']}; from {s['source']}):"]
+    lease = s.get("lease_duration")
+    renew = f" (kubelet lease renewed every {lease / 4:g} s)" if lease else ""
+    lines += ["", "Recovery of stateful apps after their node dies "
+                  f"(node-monitor grace {s['node_monitor_grace']} s{renew}, eviction {s['eviction']} s, "
+                  f"Longhorn policy {s['policy']}; from {s['source']}; "
+                  "attach, app start and image sizes are Pi estimates):"]
     rows = [[r["workload"], r["kind"], f"{r['seconds_until_running']} s",
-             f"+{r['app_start_seconds']} s", "never" if r["defaults_seconds_until_running"] is None
+             f"+{r['app_start_seconds']} s", f"{r['seconds_until_usable']} s",
+             "never" if r["defaults_seconds_until_running"] is None
              else f"{r['defaults_seconds_until_running']} s"] for r in d["recovery"]]
-    lines += _table(["workload", "kind", "running again", "app start", "with defaults"], rows)
+    lines += _table(["workload", "kind", "running again", "app start", "usable", "with defaults"], rows)
+    if d["recovery"]:
+        lines.append("  running again = " + " + ".join(f"{st['what']} {st['seconds']} s"
+                                                       for st in d["recovery"][0]["steps"])
+                     + f" ({d['recovery'][0]['workload']})")
+    lines += ["", "Planned reboot or MicroK8s upgrade of one host (drained first, one at a time; "
+                  "seconds until running / usable again):"]
+    rows = []
+    for p in d["planned_maintenance"]:
+        moved = [f"{m['workload']} {m['how']} {m['seconds_until_running']}/{m['seconds_until_usable']}"
+                 for m in p["moves"] if m["seconds_until_usable"]]
+        moved += [f"Zigbee {z['network']} {_secs(z['seconds_until_usable'])}" for z in p["zigbee_networks_down"]
+                  if p["kind"] == "satellite"]
+        upgrade = p["longest_seconds_until_usable_upgrade"]
+        rows.append([p["host"] + (" (satellite)" if p["kind"] == "satellite" else ""),
+                     "yes" if p["survivable"] else "NO", "-" if upgrade is None else f"{upgrade} s",
+                     "; ".join(moved) or "nothing is down"])
+    lines += _table(["host", "survivable", "longest if upgraded", "downtime (reboot)"], rows)
+    if "scenario" in d:
+        lines += ["", *_scenario_text(d["scenario"])]
     pc = d["power_cut"]
     lines += ["", "After a power cut (estimates for Pi 4):"]
     lines += _table(["stage", "cumulative", "what happens"],
@@ -117,5 +163,38 @@ def to_text(d: dict[str, Any]) -> list[str]:
         lines += alerting_text(d["alerting"])
     v = d["verdict"]
     lines += ["", "Verdict: " + ("survives any single node failure" if v["survives_any_single_node_failure"]
-                                 else "a single node failure is NOT survivable")]
+                                 else "a single node failure is NOT survivable")
+              + ("; every planned reboot is survivable" if v["survives_any_planned_reboot"]
+                 else "; a planned reboot is NOT survivable")]
+    return lines
+
+
+def _secs(value: int | None) -> str:
+    return "until it returns" if value is None else f"{value} s"
+
+
+def _scenario_text(s: dict[str, Any]) -> list[str]:
+    lines = [f"If {', '.join(s['down'])} die together:"]
+    if s["quorum_kept"]:
+        lines.append(f"  quorum kept ({s['voters_left']} voters left)")
+    else:
+        lines.append(f"  quorum LOST ({s['voters_left']} voter(s) left): the API stops; pods on the other nodes keep "
+                     "running, nothing moves until enough control planes return")
+    if s["pods_without_a_place"]:
+        lines.append("  no room for: " + ", ".join(s["pods_without_a_place"]))
+    if s["pinned_workloads_down"]:
+        lines.append("  down until their node returns: " + ", ".join(s["pinned_workloads_down"]))
+    if s["volumes_maybe_unavailable"]:
+        lines.append(f"  {len(s['storage_nodes_down'])} storage nodes down with {len(s['volumes_maybe_unavailable'])} "
+                     "volumes: a volume may have had every replica there (unavailable until one returns)")
+    if s["volumes_not_fitting_after"]:
+        lines.append("  replicas no longer fit: " + ", ".join(s["volumes_not_fitting_after"]))
+    for m in s["moved"]:
+        lines.append(f"  {m['workload']} (from {m['from']}): " + (
+            f"running after {m['seconds_until_running']} s, usable after {m['seconds_until_usable']} s"
+            if m["seconds_until_running"] is not None else "stays down"))
+    if s["zigbee_networks_down_until_return"]:
+        lines.append("  Zigbee networks down until their host returns: "
+                     + ", ".join(s["zigbee_networks_down_until_return"]))
+    lines.append("  survivable: " + ("yes" if s["survivable"] else "NO"))
     return lines

@@ -245,6 +245,7 @@ class Cluster:
     apps: tuple[AppConfig, ...] = ()
     custom_apps: tuple[CustomApp, ...] = ()
     alerts: Alerts | None = None  # None only for models built without an `alerts` section (tests)
+    reboot_window_hours: int = 3  # os.upgrades.rebootWindowHours: kured's nightly window
 
     def __hash__(self) -> int:
         # Per-cluster caches (`functools.cache` on a Cluster) hash it on every call; the generated
@@ -448,4 +449,5 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         secrets_file=sec["file"], age_recipients=tuple(sec["ageRecipients"]),
         versions=merged_versions, apps=apps, custom_apps=custom,
         alerts=build_alerts(data["alerts"]) if "alerts" in data else None,
+        reboot_window_hours=os_["upgrades"]["rebootWindowHours"],
     )

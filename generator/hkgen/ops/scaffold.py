@@ -472,7 +472,9 @@ def starter_layout(nodes: int) -> dict[str, Any]:
         "nodes": out,
         "zigbee_node": zigbee_node,
         "monitoring": not single,
-        "grafana": not single,
+        # Three 4 GB Pis cannot hold Grafana's three Postgres instances and still move everything
+        # off any one of them: the plan's verdict (and so validate) would refuse `topology: ha`.
+        "grafana": nodes >= 4,
     }
 
 

@@ -327,6 +327,7 @@ class _Checks:
         self.timezone()
         self.credentials()
         self.seeds()
+        self.survival()
         for path, message, hint in starter_placeholders(self.c):
             self.warn(path, message, hint)
         return self.out
@@ -342,6 +343,17 @@ class _Checks:
             for name, index in re.findall(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]", problem.path):
                 path.append(int(index) if index else name)
             self.err(tuple(path), problem.message, problem.hint)
+
+    def survival(self) -> None:
+        """topology: ha must survive any one node (the plan's verdict); Wi-Fi nodes need a longer grace."""
+        from ..analysis.verdict import survival_problems, wifi_grace_problems
+
+        if any(p.severity == "error" for p in self.out):
+            return  # the planner needs a model that is otherwise sound
+        for path, message, hint in survival_problems(self.c):
+            self.err(path, message, hint, key=True)
+        for path, message, hint in wifi_grace_problems(self.c):
+            self.warn(path, message, hint)
 
     def topology(self) -> None:
         cps = self.c.control_planes

@@ -1,0 +1,150 @@
+"""Maintenance without outages, as GitOps components:
+
+* `kured`: coordinated reboots. unattended-upgrades only flags `/var/run/reboot-required`; kured
+  (pinned chart) takes a cluster-wide lock (one node at a time), cordons and drains the node
+  through the eviction API (PodDisruptionBudgets hold: Longhorn's instance-manager budgets keep a
+  volume's last healthy replica, CloudNativePG's budgets make it switch its primary over first),
+  reboots, and uncordons when the node is back; it releases the lock some minutes later, so
+  Longhorn rebuilds replicas before the next node goes. Only inside the window of cluster.yaml,
+  and only while no maintenance gate alert fires (`hkgen-maintenance-gate`: a node not Ready, a
+  Longhorn volume degraded or faulted); without monitoring the lock and the drain are the gates.
+* `image-prepull`: the images of the home-critical apps kept on every node that may run them, so
+  a pod that moves after a node failure or a drain starts at once instead of pulling a 1 GB image
+  onto a Pi first.
+
+Why a pre-pull DaemonSet and not a cluster-local mirror (spegel): a mirror makes the pull a LAN
+copy, but the pod still waits for the copy and the unpack (tens of seconds for Home Assistant on
+an SD-card worker) at the worst moment; a DaemonSet pulls ahead of time, needs no change to
+MicroK8s' containerd configuration on the hosts, and is two kilobytes of YAML. It costs disk (every
+schedulable node holds the images) and one idle container per node.
+
+`prepull_images` is also what `hkgen plan` assumes when it has no rendered tree to read.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..config.catalogue import app_workloads, load_catalogue
+from ..config.model import Cluster
+from .parts import Chart, Component, OutputFile, Release, freeze
+
+__all__ = ["GATE_ALERTS", "PREPULL_NAME", "PREPULL_NAMESPACE", "components", "kured_values", "prepull_images"]
+
+KURED_REPO = "https://kubereboot.github.io/charts"
+REBOOT_SENTINEL = "/var/run/reboot-required"  # written by Ubuntu's update-notifier hooks (unattended-upgrades)
+# Alerts that stop kured from starting a reboot (kured asks Prometheus for active alerts and, with
+# alertFilterMatchOnly, blocks only on names matching its filter). `for: 0m`: the gate closes at
+# once, unlike KubeNodeNotReady's 15 minutes. Rules in templates/platform/maintenance/gate-rules.yaml.j2.
+GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded")
+PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"  # fullnameOverride in monitoring
+
+PREPULL_NAME = "image-prepull"
+PREPULL_NAMESPACE = "maintenance"
+_CRITICAL = "home-critical"
+
+
+def prepull_images(cluster: Cluster) -> dict[str, str]:
+    """Image of every home-critical, single-instance workload that can move, by workload name.
+
+    Pinned workloads (a USB stick on one node) are left out: they only ever run where they are.
+    """
+    catalogue = load_catalogue()
+    out: dict[str, str] = {}
+    for app in cluster.apps:
+        spec = catalogue.get(app.name)
+        if not app.enabled or spec is None or spec.priority_class != _CRITICAL:
+            continue
+        images = dict(spec.images)
+        if app.name not in images:
+            continue
+        image = f"{images[app.name]}:{cluster.version('images', app.name)}"
+        for w in app_workloads(spec, app.settings, cluster):
+            if w.pinned_to is None and w.kind in ("StatefulSet", "Deployment") and w.app == app.name:
+                out[w.name] = image
+    return out
+
+
+def _prepull(cluster: Cluster) -> Component | None:
+    images = sorted(set(prepull_images(cluster).values()))
+    if not images:
+        return None
+    context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images}
+    return Component(
+        PREPULL_NAME, "configs", PREPULL_NAMESPACE,
+        files=(OutputFile(PurePosixPath("daemonset.yaml"), "core/platform/maintenance/prepull.yaml.j2",
+                          freeze(context)),),
+        depends_on=("priority-classes",),
+        description="Keeps the images of Home Assistant, Mosquitto and zigbee2mqtt on every node that may run them.",
+    )
+
+
+def _window(cluster: Cluster) -> tuple[str, str]:
+    hours, minutes = (int(x) for x in cluster.reboot_time.split(":"))
+    end = (hours + cluster.reboot_window_hours) % 24
+    return cluster.reboot_time, f"{end:02d}:{minutes:02d}"
+
+
+def kured_values(cluster: Cluster) -> dict[str, Any]:
+    """Values of the kured chart for `cluster`."""
+    start, end = _window(cluster)
+    configuration: dict[str, Any] = {
+        "rebootSentinel": REBOOT_SENTINEL,
+        "period": "5m",  # each node checks every 5 min: nine nodes fit in one night's window
+        "startTime": start,
+        "endTime": end,
+        "timeZone": cluster.timezone,
+        "concurrency": 1,
+        # A drain that cannot finish (a budget that never allows it) gives up, uncordons and
+        # tries again next period; never a forced reboot over a budget.
+        "drainTimeout": "15m",
+        "forceReboot": False,
+        # Hold the lock 10 min after the node is back, so Longhorn rebuilds the replicas it lost
+        # and CloudNativePG's standby catches up before the next node goes.
+        "lockReleaseDelay": "10m",
+        "annotateNodes": True,
+    }
+    if cluster.app("monitoring") is not None:
+        configuration.update({
+            "prometheusUrl": PROMETHEUS_URL,
+            "alertFilterRegexp": "^(" + "|".join(GATE_ALERTS) + ")$",
+            "alertFilterMatchOnly": True,
+            "alertFiringOnly": True,
+        })
+    return {
+        "configuration": configuration,
+        # Every node reboots through kured, the NoSchedule control planes included.
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                         "effect": "NoSchedule"}],
+        "priorityClassName": "home",
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+    }
+
+
+def _kured(cluster: Cluster) -> Component:
+    chart = Chart("kured", KURED_REPO, cluster.version("charts", "kured"))
+    release = Release("kured", PREPULL_NAMESPACE, chart, freeze(kured_values(cluster)))
+    files: tuple[OutputFile, ...] = ()
+    needs: tuple[str, ...] = ("namespaces",)
+    if cluster.app("monitoring") is not None:
+        files = (OutputFile(PurePosixPath("gate-rules.yaml"), "core/platform/maintenance/gate-rules.yaml.j2",
+                            freeze({"namespace": "monitoring", "alerts": GATE_ALERTS})),)
+        needs = ("namespaces", "prometheus-crds")
+    start, end = _window(cluster)
+    return Component("kured", "controllers", PREPULL_NAMESPACE, files=files, releases=(release,), depends_on=needs,
+                     description=f"Reboots nodes that need it one at a time, drained, between {start} and {end}.")
+
+
+def components(cluster: Cluster) -> list[Component]:
+    """Maintenance components of `cluster`."""
+    out: list[Component] = []
+    if cluster.upgrades_enabled:
+        out.append(_kured(cluster))
+    from . import upgrade
+
+    out.append(upgrade.component(cluster))
+    prepull = _prepull(cluster)
+    if prepull is not None:
+        out.append(prepull)
+    return out
