@@ -127,7 +127,8 @@ def test_readme_links_the_runbook_and_states_the_plan(home: tuple[Any, dict[str,
     result, files = home
     text = files["README.md"]
     assert "[recovery runbook](RECOVERY.md)" in text and "RECOVERY.md" in files
-    from hkgen.analysis.resilience import analyse, report
+    from hkgen.analysis.report import report
+    from hkgen.analysis.resilience import analyse
 
     plan = report(analyse(result.blueprint.cluster))
     assert f"{plan['control_plane']['failures_in_a_row_tolerated']} control-plane failure in a row tolerated" in text
@@ -143,7 +144,8 @@ def test_readme_links_the_runbook_and_states_the_plan(home: tuple[Any, dict[str,
 def test_readme_holds_every_diagram(home: tuple[Any, dict[str, str]]) -> None:
     result, files = home
     blocks = FENCE.findall(files["README.md"])
-    from hkgen.analysis.resilience import analyse, report
+    from hkgen.analysis.report import report
+    from hkgen.analysis.resilience import analyse
 
     cluster = result.blueprint.cluster
     made = readme.diagrams(cluster, list(result.blueprint.components), report(analyse(cluster)))

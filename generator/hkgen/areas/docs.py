@@ -14,7 +14,8 @@ __all__ = ["files"]
 
 def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """Document files of `cluster`."""
-    from ..analysis.resilience import analyse, report
+    from ..analysis.report import report
+    from ..analysis.resilience import analyse
     from . import readme
     from .alert_rules import RUNBOOKS, rules
 

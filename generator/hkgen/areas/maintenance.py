@@ -18,7 +18,8 @@ an SD-card worker) at the worst moment; a DaemonSet pulls ahead of time, needs n
 MicroK8s' containerd configuration on the hosts, and is two kilobytes of YAML. It costs disk (every
 schedulable node holds the images) and one idle container per node.
 
-`prepull_images` is also what `hkgen plan` assumes when it has no rendered tree to read.
+Which images are pre-pulled is decided in `analysis/failover.py` (`prepull_images`), which `hkgen plan`
+also assumes when it has no rendered tree to read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..config.catalogue import app_workloads, load_catalogue
+from ..analysis.failover import PREPULL_NAME, prepull_images
 from ..config.model import Cluster
 from .parts import Chart, Component, OutputFile, Release, freeze
 
@@ -40,30 +41,7 @@ REBOOT_SENTINEL = "/var/run/reboot-required"  # written by Ubuntu's update-notif
 GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded")
 PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"  # fullnameOverride in monitoring
 
-PREPULL_NAME = "image-prepull"
 PREPULL_NAMESPACE = "maintenance"
-_CRITICAL = "home-critical"
-
-
-def prepull_images(cluster: Cluster) -> dict[str, str]:
-    """Image of every home-critical, single-instance workload that can move, by workload name.
-
-    Pinned workloads (a USB stick on one node) are left out: they only ever run where they are.
-    """
-    catalogue = load_catalogue()
-    out: dict[str, str] = {}
-    for app in cluster.apps:
-        spec = catalogue.get(app.name)
-        if not app.enabled or spec is None or spec.priority_class != _CRITICAL:
-            continue
-        images = dict(spec.images)
-        if app.name not in images:
-            continue
-        image = f"{images[app.name]}:{cluster.version('images', app.name)}"
-        for w in app_workloads(spec, app.settings, cluster):
-            if w.pinned_to is None and w.kind in ("StatefulSet", "Deployment") and w.app == app.name:
-                out[w.name] = image
-    return out
 
 
 def _prepull(cluster: Cluster) -> Component | None:

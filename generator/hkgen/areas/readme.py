@@ -527,7 +527,8 @@ def _figures(cluster: Cluster, report: Mapping[str, Any]) -> dict[str, Any]:
 
 def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     """README file(s) of `cluster`."""
-    from ..analysis.resilience import analyse, report
+    from ..analysis.report import report
+    from ..analysis.resilience import analyse
     from ..config.secrets import required_keys
 
     figures = report(analyse(cluster))

@@ -44,11 +44,11 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..analysis.failover import controller_manager_args, kubelet_args
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
 from . import upgrade
-from .failover import controller_manager_args, kubelet_args
 from .parts import Component, OutputFile, freeze
 
 __all__ = [

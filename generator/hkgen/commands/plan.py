@@ -25,7 +25,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
     from ..analysis.alerting import alerting_report
-    from ..analysis.resilience import analyse, rendered_settings, report
+    from ..analysis.report import report
+    from ..analysis.resilience import analyse, rendered_settings
     from ..areas.blueprint import build_blueprint
     from ..core.errors import ConfigError
     from ..pipeline import validate_cluster

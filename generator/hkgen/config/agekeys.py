@@ -13,10 +13,28 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import HkgenError
 
-__all__ = ["KEY_FAILURE_MARKERS", "AgeKeyError", "explain"]
+__all__ = ["KEY_FAILURE_MARKERS", "AgeKeyError", "default_key_file", "explain", "sops_age_recipients"]
+
+
+def sops_age_recipients(data: Any) -> list[str] | None:
+    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
+    sops = data.get("sops") if isinstance(data, dict) else None
+    entries = sops.get("age") if isinstance(sops, dict) else None
+    if not isinstance(entries, list):
+        return None
+    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
+
+
+def default_key_file(cluster_name: str, env: Mapping[str, str]) -> Path:
+    """`$XDG_CONFIG_HOME/hkgen/<cluster>.agekey` (default `~/.config/hkgen/<cluster>.agekey`): where
+    `hkgen init` keeps a cluster's private age key, and where every command that decrypts looks.
+    """
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "hkgen" / f"{cluster_name}.agekey"
 
 # sops' words when no key could open the data key (as opposed to a broken file or a crash).
 KEY_FAILURE_MARKERS = ("no master key was able to decrypt", "failed to get the data key", "no identity matched")
@@ -62,8 +80,6 @@ def _file_place(label: str, path: Path, publics: list[str]) -> Place:
 
 
 def _places(key_file: Path | None, cluster_name: str, env: Mapping[str, str]) -> tuple[list[Place], list[str]]:
-    from ..ops.scaffold import default_key_file
-
     places: list[Place] = []
     publics: list[str] = []
     if key_file is not None:
@@ -104,7 +120,6 @@ def explain(secrets_file: Path, key_file: Path | None, sops_message: str,
             env: Mapping[str, str] | None = None) -> AgeKeyError:
     """The error to raise when sops could not decrypt `secrets_file` for want of a matching key."""
     from .load import load_file
-    from .secrets import sops_age_recipients
 
     env = os.environ if env is None else env
     name, wanted = _cluster_recipients(secrets_file)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, Problem, ToolError
+from .agekeys import sops_age_recipients
 from .load import Document
 from .model import Cluster
 
@@ -30,7 +31,6 @@ __all__ = [
     "key_for",
     "placeholder",
     "required_keys",
-    "sops_age_recipients",
     "sops_command",
 ]
 
@@ -165,15 +165,6 @@ def _alert_keys(cluster: Cluster) -> list[SecretKey]:
         keys.append(SecretKey("ALERTS_WEBHOOK_URL", "URL the generic alert webhook posts to (no quotes, '&', '$' "
                               "or spaces)", url))
     return keys
-
-
-def sops_age_recipients(data: Any) -> list[str] | None:
-    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
-    sops = data.get("sops") if isinstance(data, dict) else None
-    entries = sops.get("age") if isinstance(sops, dict) else None
-    if not isinstance(entries, list):
-        return None
-    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
 
 
 def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Document) -> list[Problem]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from jinja2.ext import Extension
 
+from ..config.agekeys import default_key_file
 from ..config.model import Cluster
 from ..config.secrets import SECRET_NAME, SecretKey, required_keys
 from ..core.errors import ConfigError, ToolError, UsageError, WriteError
@@ -63,12 +64,6 @@ ENCRYPTED_REGEX = "^(data|stringData)$"
 
 
 # --- age keys --------------------------------------------------------------------------------------
-
-
-def default_key_file(cluster_name: str, env: Mapping[str, str]) -> Path:
-    """`$XDG_CONFIG_HOME/hkgen/<cluster>.agekey` (default `~/.config/hkgen/<cluster>.agekey`)."""
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
-    return Path(base) / "hkgen" / f"{cluster_name}.agekey"
 
 
 def read_recipient(key_file: Path) -> str:
@@ -312,8 +307,8 @@ class Rekeyed:
 
 def file_recipients(path: Path) -> list[str]:
     """The age recipients a SOPS file is encrypted to (from its metadata; nothing decrypted)."""
+    from ..config.agekeys import sops_age_recipients
     from ..config.load import load_file
-    from ..config.secrets import sops_age_recipients
 
     recipients = sops_age_recipients(load_file(path).data)
     if recipients is None:
