@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config.catalogue import CUSTOM_NAMESPACE
 from ..config.load import Document
 from ..config.model import Cluster
 from ..config.secrets import key_for
@@ -40,6 +41,20 @@ def _rendered(cluster_dir: Path) -> set[str]:
         return {str(k) for k in files}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
+
+
+_NAMESPACE = re.compile(r"^namespace:[ \t]*['\"]?([a-z0-9-]+)", re.MULTILINE)
+
+
+def _custom_app_folder(folder: Path) -> bool:
+    """Whether the last render wrote `folder` for a custom app: its kustomization puts everything in
+    the custom apps' namespace (catalogue apps and hkgen's own components name theirs).
+    """
+    try:
+        found = _NAMESPACE.search((folder / "kustomization.yaml").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return found is not None and found.group(1) == CUSTOM_NAMESPACE
 
 
 _SECRET_KEY = re.compile(r"^[ \t]+([A-Za-z0-9_]+):[ \t]*ENC\[", re.MULTILINE)
@@ -130,8 +145,7 @@ def day2_problems(cluster: Cluster, cluster_dir: Path, doc: Document) -> list[Pr
             "convenient, or add the name to your router's DNS", severity="warning"))
     apps = {p.split("/")[1] for p in rendered if p.startswith("apps/") and p.count("/") >= 2}
     custom = {a.name: a for a in cluster.custom_apps}
-    catalogue = {a.name for a in cluster.apps}
-    orphan_apps = sorted(apps - set(custom) - catalogue)
+    orphan_apps = sorted(a for a in apps - set(custom) if _custom_app_folder(cluster_dir / "apps" / a))
     for i, app in enumerate(cluster.custom_apps):
         if app.name not in apps and orphan_apps and app.storage_gib:
             problems.append(doc.problem(
