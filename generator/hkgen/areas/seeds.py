@@ -47,6 +47,7 @@ from typing import Any
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
+from . import bootstrap as gitops_bootstrap
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -560,6 +561,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.service", "hkgen-microk8s-watchdog.service.j2"),
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.timer", "hkgen-microk8s-watchdog.timer.j2"),
         ]
+    files += gitops_bootstrap.seed_files(cluster, node)  # control planes install the GitOps engine
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -573,6 +575,8 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         for d in disks
     ]
     timers = ["hkgen-microk8s-watchdog.timer"] if seed["watchdog"] else []
+    if node.is_control_plane:
+        timers.append("hkgen-gitops-bootstrap.timer")
     seed["runcmd"] = [
         ["/usr/local/sbin/hkgen-node-setup"],
         ["systemctl", "daemon-reload"],
