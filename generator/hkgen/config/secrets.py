@@ -23,11 +23,13 @@ from .load import Document
 from .model import Cluster
 
 __all__ = [
+    "DEPLOY_KEY",
     "SECRET_NAME",
     "SecretKey",
     "check_secrets_file",
     "decrypt",
     "key_for",
+    "optional_keys",
     "placeholder",
     "required_keys",
     "sops_age_recipients",
@@ -139,6 +141,20 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     return [unique[n] for n in sorted(unique)]
 
 
+DEPLOY_KEY = "GIT_DEPLOY_KEY"
+
+
+def optional_keys(cluster: Cluster) -> list[SecretKey]:
+    """Keys `hkgen secrets init`/`add-missing` generate but whose absence is only a warning: the
+    Git deploy key of an SSH repository (without it the control planes cannot install the GitOps
+    engine by themselves; ops/deploykey.py).
+    """
+    if not cluster.repo_url.startswith("ssh://"):
+        return []
+    return [SecretKey(DEPLOY_KEY, "private half of the Git deploy key (OpenSSH, ed25519, no passphrase)",
+                      r"^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$")]
+
+
 def sops_age_recipients(data: Any) -> list[str] | None:
     """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
     sops = data.get("sops") if isinstance(data, dict) else None
@@ -228,6 +244,13 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
                     key=True,
                 )
             )
+    for want in optional_keys(cluster):
+        if want.name not in values:
+            problems.append(doc.problem(
+                ("stringData",), f"no {want.name} ({want.description}): the control planes cannot install the "
+                "GitOps engine from the SSH repository by themselves",
+                "generate it with `hkgen secrets add-missing` and register the public half it prints",
+                key=True, severity="warning"))
     return problems
 
 
