@@ -502,3 +502,107 @@ def test_control_planes_carry_the_bootstrapper_and_workers_do_not(engine: str) -
             assert paths == set()
     conf = bootstrap.bootstrap_config(cluster)
     assert conf["namespace"] == ("argocd" if engine == "argocd" else "flux-system")
+
+
+# --- what the bootstrapper applies, against the engines' own CRD schemas ----------------------------
+
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema of every served version of the Flux v2.7.5 CRDs."""
+    out = {}
+    for doc in yaml.safe_load_all(GOTK.read_text()):
+        if doc and doc["kind"] == "CustomResourceDefinition":
+            for v in doc["spec"]["versions"]:
+                out[(f"{doc['spec']['group']}/{v['name']}", doc["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+    return out
+
+
+def _check(doc: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{doc['kind']}/{doc['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(doc)]
+
+
+def _no_unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the CRD schema does not declare (a structural schema prunes them silently)."""
+    errors = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in value.items():
+            if key not in schema["properties"]:
+                if path not in ("", ".metadata") and not schema.get("x-kubernetes-preserve-unknown-fields"):
+                    errors.append(f"{path}.{key}")
+                continue
+            errors += _no_unknown_fields(sub, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            errors += _no_unknown_fields(item, schema["items"], path + "[]")
+    return errors
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_flux_objects_validate_against_the_flux_crds(https: bool) -> None:
+    import dataclasses
+
+    cluster = _reference()
+    if https:
+        cluster = dataclasses.replace(cluster, repo_url="https://github.com/example/home-ops.git")
+    schemas = _crd_schemas()
+    docs = bootstrap.flux_sync_objects(cluster) + bootstrap.flux_engine_objects(cluster)
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("GitRepository", "flux-system"), ("Kustomization", "flux-system"),
+        ("OCIRepository", "flux-engine"), ("Kustomization", "flux-engine")]
+    for doc in docs:
+        schema = schemas[(doc["apiVersion"], doc["kind"])]
+        assert _check(doc, schema) == [] and _no_unknown_fields(doc, schema) == [], doc
+    assert ("secretRef" in docs[0]["spec"]) is (not https)  # a public HTTPS repository needs no key
+    assert docs[2]["spec"]["ref"] == {"tag": "v2.7.5"} and docs[3]["spec"]["prune"] is False
+
+
+def test_argocd_objects_validate_against_the_argo_cd_crds() -> None:
+    import dataclasses
+
+    cluster = dataclasses.replace(_reference(), engine="argocd")
+    folder = SHARED / "schemas" / "crds" / "argoproj.io"
+    for doc in bootstrap.argocd_seed_objects(cluster):
+        schema = json.loads((folder / f"{doc['kind'].lower()}_v1alpha1.json").read_text())
+        assert _check(doc, schema) == [], doc
+
+
+def test_reference_flux_system_folder_builds_with_kustomize(tmp_path: Path) -> None:
+    folder = REPO / "clusters" / "home" / "flux" / "flux-system"
+    done = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    built = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in built) == [
+        ("GitRepository", "flux-system"), ("Kustomization", "flux-engine"), ("Kustomization", "flux-system"),
+        ("OCIRepository", "flux-engine")]
+    # The seed applies exactly the objects Git then keeps.
+    seed = yaml.safe_load((REPO / "clusters" / "home" / "nodes" / "cp2" / "user-data").read_text())
+    content = next(f["content"] for f in seed["write_files"] if f["path"] == "/etc/hkgen/gitops/engine-objects.yaml")
+    # Every file the seed parts declare reaches user-data as an entry of its own (a template without a
+    # final newline would swallow the next entry into its content).
+    written = {f["path"] for f in seed["write_files"]}
+    cp2 = _reference().node("cp2")
+    from hkgen.areas import rejoin
+
+    assert {f["path"] for f in bootstrap.seed_files(_reference(), cp2) + rejoin.seed_files(_reference(), cp2)} <= written
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, (d for d in yaml.safe_load_all(content) if d))) == sorted(map(key, built))
+
+
+@pytest.mark.parametrize("engine", ["flux", "argocd"])
+def test_starters_carry_the_engine_objects_and_the_bootstrapper(tmp_path: Path, engine: str) -> None:
+    from hkgen.ops.scaffold import Answers, init_repository
+    from hkgen.pipeline import render_cluster
+
+    created = init_repository(tmp_path / "r", Answers(nodes=3, engine=engine), tmp_path / "k.agekey")
+    tree = render_cluster(created.cluster_dir, verify=True).tree
+    paths = {p.as_posix() for p in tree}
+    if engine == "flux":
+        assert {"flux/flux-system/gotk-sync.yaml", "flux/flux-system/flux-engine.yaml"} <= paths
+    else:
+        assert "argocd/apps/argocd.yaml" in paths  # Argo CD's Application for itself
+    seeds = [p for p in paths if p.startswith("nodes/") and p.endswith("/user-data")]
+    assert seeds and all(b"/usr/local/sbin/hkgen-gitops-bootstrap" in tree[next(t for t in tree if t.as_posix() == s)]
+                         for s in seeds)  # three control planes

@@ -6,9 +6,10 @@ Layout inside `clusters/<name>/` (the same for both engines):
   platform/<layer>/<component>/         a component's manifests and its kustomization.yaml
   apps/kustomization.yaml, apps/<component>/   the apps layer
 Engine entry points:
-  flux/     `flux bootstrap git --path=clusters/<name>/flux` adds flux/flux-system/ here; hkgen
-            writes only Flux objects: the secrets source, Helm repositories, one Kustomization per
-            layer (crds -> controllers -> configs -> apps). No kustomization.yaml: Flux makes one.
+  flux/     Flux objects: the secrets source, Helm repositories, one Kustomization per layer
+            (crds -> controllers -> configs -> apps), and flux-system/ as `flux bootstrap` would lay
+            it out minus the upstream manifests (areas/bootstrap.py: the control planes install the
+            pinned engine themselves). No kustomization.yaml in flux/: Flux makes one.
             HelmReleases live in their component's folder.
   argocd/   `kubectl apply -k clusters/<name>/argocd`: the project, the root Application (app of
             apps, which manages itself), the secrets plugin, and argocd/apps/ with one child
