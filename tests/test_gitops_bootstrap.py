@@ -512,7 +512,8 @@ def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     for doc in yaml.safe_load_all(GOTK.read_text()):
         if doc and doc["kind"] == "CustomResourceDefinition":
             for v in doc["spec"]["versions"]:
-                out[(f"{doc['spec']['group']}/{v['name']}", doc["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+                api = f"{doc['spec']['group']}/{v['name']}"
+                out[(api, doc["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
     return out
 
 
@@ -586,7 +587,8 @@ def test_reference_flux_system_folder_builds_with_kustomize(tmp_path: Path) -> N
     cp2 = _reference().node("cp2")
     from hkgen.areas import rejoin
 
-    assert {f["path"] for f in bootstrap.seed_files(_reference(), cp2) + rejoin.seed_files(_reference(), cp2)} <= written
+    parts = bootstrap.seed_files(_reference(), cp2) + rejoin.seed_files(_reference(), cp2)
+    assert {f["path"] for f in parts} <= written
     key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
     assert sorted(map(key, (d for d in yaml.safe_load_all(content) if d))) == sorted(map(key, built))
 
