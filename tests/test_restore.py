@@ -233,6 +233,9 @@ FAKE_KUBECTL = textwrap.dedent('''\
         kind, rest = args[1], args[2:]
         if kind == "backups.longhorn.io":
             print((state / "backups.tsv").read_text() if (state / "backups.tsv").exists() else "", end=""); sys.exit(0)
+        if kind == "backupvolumes.longhorn.io":
+            text = (state / "backupvolumes.tsv").read_text() if (state / "backupvolumes.tsv").exists() else ""
+            print(text, end=""); sys.exit(0)
         if kind == "backuptargets.longhorn.io":
             print((state / "target.tsv").read_text().rstrip("\\n"), end=""); sys.exit(0)
         short = {"persistentvolumeclaim": "pvc", "persistentvolume": "pv", "volumes.longhorn.io": "volume",
@@ -345,7 +348,13 @@ def _backup_line(name: str, created: str, pvc: str, state_: str = "Completed") -
     status = f'{{"pvName":"pvc-1","pvStatus":"Bound","namespace":"{NS}","pvcName":"{pvc}","lastPVCRefAt":"",' \
              '"workloadsStatus":null,"lastPodRefAt":""}'
     url = f"s3://bucket@eu-central-1/home/longhorn/?backup={name}&volume=pvc-1"
-    return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\n"
+    volume = "pvc-1" if pvc == PVC else "pvc-9"
+    return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\t{volume}\n"
+
+
+def _backup_volume(last: str, volume: str = "pvc-1") -> str:
+    """A BackupVolume as `kubectl get -o jsonpath` prints it: name, spec.volumeName, status.lastBackupName."""
+    return f"{volume}-0a1b2c\t{volume}\t{last}\n"
 
 
 def test_gate_pvc_exists_restores_nothing_and_keeps_its_marker(fake: Path) -> None:
@@ -401,6 +410,8 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
         + _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
         + _backup_line("backup-4444444444444444", "2026-11-23T02:31:00Z", PVC, "InProgress")
         + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-3333333333333333", "pvc-9")
+                                            + _backup_volume("backup-2222222222222222"))
     done = _gate(fake)
     assert done.returncode == 0, done.stdout + done.stderr
     import json
@@ -546,3 +557,27 @@ def test_node_backup_encrypts_every_archive_to_the_admins_keys(tmp_path: Path) -
                             capture_output=True, text=True, timeout=60, check=False)
     assert failed.returncode != 0
     assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_gate_restores_the_backup_longhorn_names_latest(fake: Path) -> None:
+    """Issue 19: the BackupVolume's status.lastBackupName decides, not the newest "Completed" of a
+    listing that may be half-synced after a rebuild; while Longhorn names none, or names one not
+    listed yet, the gate waits (NotSynced) and creates nothing."""
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    (fake / "backups.tsv").write_text(
+        _backup_line("backup-1111111111111111", "2026-11-20T02:30:00Z", PVC)
+        + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    done = _gate(fake)  # no BackupVolume synced yet
+    assert done.returncode != 0 and "NotSynced" in _status(fake)
+    assert "waiting for it to name the latest one" in done.stdout and not _objects(fake, "volume")
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-5555555555555555"))  # not listed yet
+    done = _gate(fake)
+    assert done.returncode != 0 and "is not listed as completed yet" in done.stderr and not _objects(fake, "volume")
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-1111111111111111"))
+    done = _gate(fake)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    volume = json.loads(_objects(fake, "volume")[0].read_text())
+    assert volume["metadata"]["name"] == f"{PVC}-1111111111111111"  # Longhorn's choice, not the newest listed

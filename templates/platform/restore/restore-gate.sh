@@ -10,7 +10,8 @@
 #                                             trouble never stops a running cluster's apps here
 #   the marker object is absent in S3      -> the volume never existed: write the marker; the app
 #                                             creates an empty volume
-#   the marker is present (cluster rebuilt) -> restore the newest Longhorn backup of this PVC into a
+#   the marker is present (cluster rebuilt) -> restore the latest Longhorn backup of this PVC (the one
+#                                             its BackupVolume names in status.lastBackupName) into a
 #                                             Longhorn Volume, then create its PV and the PVC
 #                                             with the app's name, bound to it
 #   no backup found / S3 unreachable       -> exit non-zero with the reason (log, status ConfigMap,
@@ -127,17 +128,36 @@ write_marker() {
     aws s3 cp - "s3://$BUCKET/$MARKER" --only-show-errors
 }
 
-# Newest completed backup of the PVC: "name<TAB>created<TAB>url<TAB>size". Longhorn's recurring
-# backups carry the volume's KubernetesStatus (pvName, pvStatus, namespace, pvcName, ...) as JSON
-# in status.labels, also after a rebuild, when they are synced back from the target.
+# The backup to restore: "name<TAB>created<TAB>url<TAB>size". Longhorn's recurring backups carry the
+# volume's KubernetesStatus (pvName, pvStatus, namespace, pvcName, ...) as JSON in status.labels,
+# also after a rebuild, when they are synced back from the target; that finds this PVC's backups
+# and their Longhorn volume. Which one is the latest is what Longhorn itself names in the volume's
+# BackupVolume (status.lastBackupName), not the newest "Completed" of a listing that may still be
+# syncing after a rebuild. Prints nothing when the PVC has no completed backup; exit 1 on an API
+# error, exit 3 while Longhorn has not named (or not yet listed) the latest backup.
 latest_backup() {
   all=$(kubectl -n "$LONGHORN_NAMESPACE" get backups.longhorn.io -l "backup-target=$BACKUP_TARGET" -o \
-    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.state}{"\t"}{.status.snapshotCreatedAt}{"\t"}{.status.url}{"\t"}{.status.volumeSize}{"\t"}{.status.labels.KubernetesStatus}{"\n"}{end}') ||
+    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.state}{"\t"}{.status.snapshotCreatedAt}{"\t"}{.status.url}{"\t"}{.status.volumeSize}{"\t"}{.status.labels.KubernetesStatus}{"\t"}{.status.volumeName}{"\n"}{end}') ||
     return 1
-  printf '%s\n' "$all" |
-    grep -F "\"namespace\":\"$NAMESPACE\",\"pvcName\":\"$PVC\"" |
-    awk -F "$tab" '$2 == "Completed" { print $1 "\t" $3 "\t" $4 "\t" $5 }' |
-    sort -t "$tab" -k2,2 | tail -n 1
+  mine=$(printf '%s\n' "$all" | grep -F "\"namespace\":\"$NAMESPACE\",\"pvcName\":\"$PVC\"" |
+    awk -F "$tab" '$2 == "Completed"')
+  [ -n "$mine" ] || return 0
+  # The Longhorn volume of this PVC's newest backup (an older incarnation had another volume).
+  volume_of=$(printf '%s\n' "$mine" | sort -t "$tab" -k3,3 | tail -n 1 | cut -f7)
+  volumes=$(kubectl -n "$LONGHORN_NAMESPACE" get backupvolumes.longhorn.io -l "backup-target=$BACKUP_TARGET" -o \
+    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.volumeName}{"\t"}{.status.lastBackupName}{"\n"}{end}') ||
+    return 1
+  last=$(printf '%s\n' "$volumes" | awk -F "$tab" -v v="$volume_of" '$2 == v || $1 == v { print $3; exit }')
+  if [ -z "$last" ]; then
+    log "Longhorn names no latest backup for volume $volume_of yet (its BackupVolume is not synced)" >&2
+    return 3
+  fi
+  chosen=$(printf '%s\n' "$mine" | awk -F "$tab" -v b="$last" '$1 == b { print $1 "\t" $3 "\t" $4 "\t" $5 }')
+  if [ -z "$chosen" ]; then
+    log "Longhorn names $last the latest backup of volume $volume_of, but it is not listed as completed yet" >&2
+    return 3
+  fi
+  printf '%s\n' "$chosen"
 }
 
 create_volume() {
@@ -277,7 +297,12 @@ gate_volume() {
   if [ -z "$synced" ]; then
     fail NotSynced "Longhorn has not read the backup target $BACKUP_TARGET yet; waiting for its first sync"
   fi
-  backup=$(latest_backup) || fail ApiError "cannot list Longhorn backups"
+  backup=$(latest_backup)
+  case $? in
+    0) ;;
+    3) fail NotSynced "Longhorn is still syncing the backups of $PVC from target $BACKUP_TARGET; waiting for it to name the latest one" ;;
+    *) fail ApiError "cannot list Longhorn backups" ;;
+  esac
   if [ -z "$backup" ]; then
     fail NoBackup "PVC $PVC existed before but Longhorn finds no completed backup of it on target $BACKUP_TARGET; $PVC is not created, so its app does not start on an empty volume"
   fi
