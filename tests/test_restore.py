@@ -144,7 +144,10 @@ def test_gate_rbac_is_limited(home: Rendering) -> None:
     rules = {(d["kind"], d["metadata"].get("namespace")): d.get("rules") for d in
              _docs(home, "platform/configs/restore-gate/rbac.yaml") if d["kind"] in ("Role", "ClusterRole")}
     verbs = {verb for rs in rules.values() for r in rs for verb in r["verbs"]}
-    assert verbs <= {"get", "list", "create", "patch"}
+    assert verbs <= {"get", "list", "create", "patch", "delete"}
+    # delete: only a held claim and the pod waiting on it (its marker was deleted on purpose)
+    assert {res for rs in rules.values() for r in rs if "delete" in r["verbs"] for res in r["resources"]} == {
+        "persistentvolumeclaims", "pods"}
     assert rules[("ClusterRole", None)] == [{"apiGroups": [""], "resources": ["persistentvolumes"],
                                              "verbs": ["get", "create", "patch"]}]
     assert all("secrets" not in r["resources"] for rs in rules.values() for r in rs)
@@ -249,12 +252,36 @@ FAKE_KUBECTL = textwrap.dedent('''\
             print("true false detached unknown", end=""); sys.exit(0)
         if short == "pv" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
             print(path.read_text(), end=""); sys.exit(0)
+        if short == "pvc" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
+            import json
+            text = path.read_text()
+            labels = ((json.loads(text).get("metadata") or {}).get("labels") or {}) if text.startswith("{") else {}
+            print(name + "\\t" + labels.get("hkgen.io/held", ""), end=""); sys.exit(0)
         print(f"{kind}/{name}"); sys.exit(0)
     if verb == "create" and args[1] == "configmap":
         path = obj("configmap", args[2])
         if path.exists():
             sys.stderr.write("AlreadyExists\\n"); sys.exit(1)
         path.parent.mkdir(parents=True, exist_ok=True); path.write_text(""); sys.exit(0)
+    if verb == "label" and args[1] == "persistentvolumeclaim":
+        import json
+        path = obj("pvc", args[2])
+        doc = json.loads(path.read_text())
+        for change in args[3:]:
+            if change.endswith("-"):
+                doc["metadata"]["labels"].pop(change[:-1], None)
+            elif "=" in change:
+                key, _, value = change.partition("=")
+                doc["metadata"].setdefault("labels", {})[key] = value
+        path.write_text(json.dumps(doc)); sys.exit(0)
+    if verb == "delete":
+        short = {"persistentvolumeclaim": "pvc", "pod": "pod"}[args[1]]
+        path = obj(short, args[2])
+        with open(state / "deletes.log", "a") as out:
+            out.write(f"{short} {args[2]}\\n")
+        if path.exists():
+            path.unlink()
+        sys.exit(0)
     if verb == "patch":
         with open(state / "patches.log", "a") as out:
             out.write(" ".join(args) + "\\n")
@@ -328,7 +355,8 @@ def _gate(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         "PATH": f"{state.parent / 'bin'}:/usr/bin:/bin", "FAKE": str(state), "HOME": str(state.parent),
         "NAMESPACE": NS, "STATUS_CONFIGMAP": restore.STATUS_CONFIGMAP, "BUCKET": "bucket",
-        "GATE_KIND": "volume", "PVC": PVC, "MARKER": MARKER, "STORAGE_CLASS": "longhorn-critical",
+        "GATE_KIND": "volume", "PVC": PVC, "POD": "home-assistant-0", "MARKER": MARKER,
+        "STORAGE_CLASS": "longhorn-critical",
         "RECURRING_GROUP": "critical", "VOLUME_PREFIX": PVC, "REPLICAS": "3", "LONGHORN_NAMESPACE": "longhorn-system",
         "BACKUP_TARGET": "default", "RESTORE_TIMEOUT": "30", "POLL_SECONDS": "1",
     }
@@ -338,6 +366,17 @@ def _gate(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 def _status(state: Path) -> str:
     return (state / "patches.log").read_text() if (state / "patches.log").exists() else ""
+
+
+def _held(state: Path) -> bool:
+    """The app's claim exists and is held (bound to a PV name that exists only after the restore)."""
+    import json
+
+    path = state / "objects" / "pvc" / f"{NS}_{PVC}"
+    if not path.exists():
+        return False
+    doc = json.loads(path.read_text())
+    return bool(doc["metadata"]["labels"].get("hkgen.io/held") == "true" and doc["spec"]["volumeName"] == PVC)
 
 
 def _objects(state: Path, kind: str) -> list[Path]:
@@ -380,8 +419,8 @@ def test_gate_pvc_exists_without_marker_writes_it(fake: Path) -> None:
     assert "Present" in _status(fake) and "marker written, so a rebuild restores it" in _status(fake)
     # The next run after a rebuild takes it for a restore, not for a new volume.
     (fake / "objects" / "pvc" / f"{NS}_{PVC}").unlink()
-    again = _gate(fake)
-    assert again.returncode != 0 and "NoBackup" in _status(fake)
+    again = _gate(fake)  # no backup yet: its claim is held (the app waits), the gate does not fail
+    assert again.returncode == 0 and "NoBackup" in _status(fake) and _held(fake)
 
 
 def test_gate_pvc_exists_never_fails_on_s3(fake: Path) -> None:
@@ -419,6 +458,7 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
     volume = json.loads(_objects(fake, "volume")[0].read_text())
     assert volume["metadata"]["name"] == f"{PVC}-2222222222222222"
     assert volume["spec"]["fromBackup"].endswith("backup=backup-2222222222222222&volume=pvc-1")
+    assert not _held(fake)  # bound and released: the app starts on its restored volume
     assert volume["metadata"]["labels"]["recurring-job-group.longhorn.io/critical"] == "enabled"
     pv = json.loads((fake / "objects" / "pv.json").read_text())
     assert pv["spec"]["csi"] == {
@@ -426,7 +466,9 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
         "volumeAttributes": {"numberOfReplicas": "3", "staleReplicaTimeout": "2880"}}
     assert pv["spec"]["claimRef"] == {"namespace": NS, "name": PVC}
     pvc = json.loads((fake / "objects" / "pvc" / f"{NS}_{PVC}").read_text())
-    assert pvc["spec"]["volumeName"] == volume["metadata"]["name"]
+    # The claim (made first, held) names the PV by the fixed name the restore then creates.
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"] == PVC
+    assert pvc["metadata"]["labels"]["hkgen.io/restored-from"] == "backup-2222222222222222"
     assert pvc["spec"]["storageClassName"] == "longhorn-critical"
     assert "Restored" in _status(fake)
 
@@ -437,11 +479,29 @@ def test_gate_rebuilt_without_backup_stops_with_a_clear_message(fake: Path) -> N
     other = _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
     (fake / "backups.tsv").write_text(other)
     done = _gate(fake)
-    assert done.returncode != 0
+    # Issue 19: one app's missing backup holds that app alone. The gate succeeds (the rest of the
+    # apps layer starts) and leaves the claim held, so the StatefulSet never provisions it empty.
+    assert done.returncode == 0, done.stdout + done.stderr
     assert f"PVC {PVC} existed before but Longhorn finds no completed backup" in done.stdout
-    assert "NoBackup" in _status(fake)
+    assert "NoBackup" in _status(fake) and "stays held (its app waits, the other apps start)" in _status(fake)
     assert "Warning" in _objects(fake, "event")[0].read_text()
-    assert not _objects(fake, "pvc") and not _objects(fake, "volume")
+    assert _held(fake) and not _objects(fake, "volume")
+    # The next run (the nightly backup has landed) restores into the held claim.
+    (fake / "backups.tsv").write_text(other + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-2222222222222222"))
+    again = _gate(fake)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Restored" in _status(fake) and not _held(fake)
+
+
+def test_held_claim_is_released_when_its_marker_is_deleted_on_purpose(fake: Path) -> None:
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    assert _gate(fake).returncode == 0 and _held(fake)  # no backup: held
+    (fake / "s3" / "bucket" / MARKER).unlink()  # RECOVERY.md: let the app start empty
+    done = _gate(fake)
+    assert done.returncode == 0 and "released" in done.stdout
+    assert (fake / "deletes.log").read_text().splitlines() == [f"pvc {PVC}", "pod home-assistant-0"]
 
 
 def test_gate_unreachable_target_never_reads_as_new(fake: Path) -> None:
@@ -457,7 +517,7 @@ def test_gate_unavailable_longhorn_target_stops(fake: Path) -> None:
     (fake / "s3" / "bucket" / MARKER).write_text("x")
     (fake / "target.tsv").write_text("false\t\tcannot reach s3 endpoint\n")
     done = _gate(fake)
-    assert done.returncode != 0 and "is not available: cannot reach s3 endpoint" in done.stdout
+    assert done.returncode == 0 and "is not available: cannot reach s3 endpoint" in done.stdout and _held(fake)
 
 
 @pytest.mark.parametrize(("setup", "recover", "code", "reason"), [
@@ -569,11 +629,11 @@ def test_gate_restores_the_backup_longhorn_names_latest(fake: Path) -> None:
         _backup_line("backup-1111111111111111", "2026-11-20T02:30:00Z", PVC)
         + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
     done = _gate(fake)  # no BackupVolume synced yet
-    assert done.returncode != 0 and "NotSynced" in _status(fake)
+    assert done.returncode == 0 and "NotSynced" in _status(fake) and _held(fake)
     assert "waiting for it to name the latest one" in done.stdout and not _objects(fake, "volume")
     (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-5555555555555555"))  # not listed yet
     done = _gate(fake)
-    assert done.returncode != 0 and "is not listed as completed yet" in done.stderr and not _objects(fake, "volume")
+    assert "is not listed as completed yet" in done.stderr and not _objects(fake, "volume")
     (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-1111111111111111"))
     done = _gate(fake)
     assert done.returncode == 0, done.stdout + done.stderr
