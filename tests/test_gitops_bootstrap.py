@@ -565,7 +565,11 @@ def test_argocd_objects_validate_against_the_argo_cd_crds() -> None:
 
     cluster = dataclasses.replace(_reference(), engine="argocd")
     folder = SHARED / "schemas" / "crds" / "argoproj.io"
-    for doc in bootstrap.argocd_seed_objects(cluster):
+    docs = bootstrap.argocd_seed_objects(cluster)
+    assert [d["kind"] for d in docs] == ["ConfigMap", "AppProject", "Application"]
+    plugin = yaml.safe_load(docs[0]["data"]["plugin.yaml"])
+    assert plugin["kind"] == "ConfigManagementPlugin" and plugin["metadata"]["name"] == "hkgen-sops"
+    for doc in docs[1:]:
         schema = json.loads((folder / f"{doc['kind'].lower()}_v1alpha1.json").read_text())
         assert _check(doc, schema) == [], doc
 

@@ -67,7 +67,9 @@ def test_generated_files_agree_on_the_key_and_the_rules(tmp_path: Path) -> None:
     from hkgen.ops.scaffold import load_cluster
 
     model, _ = load_cluster(repo / "clusters" / "lake")
-    assert set(values) == {k.name for k in required_keys(model)}
+    # ssh:// repository: the Git deploy key too (issue 19), its public half reported for registering.
+    assert set(values) == {k.name for k in required_keys(model)} | {"GIT_DEPLOY_KEY"}
+    assert created.secrets.deploy_public.startswith("ssh-ed25519 ")
     assert not created.secrets.placeholders
     for value in values.values():
         assert not secret_in(value, text)

@@ -101,11 +101,17 @@ def flux_engine_objects(cluster: Cluster) -> list[dict[str, Any]]:
 
 
 def argocd_seed_objects(cluster: Cluster) -> list[dict[str, Any]]:
-    """What starts Argo CD's app of apps: a minimal project and the root Application (both are
-    replaced by the versions in Git at the first sync).
+    """What starts Argo CD's app of apps: the hkgen-sops plugin's ConfigMap (the repo server's
+    sidecar mounts it and would not start without it), a minimal project and the root Application
+    (each replaced by the version in Git at the first sync).
     """
+    from ..core.yamlio import dump
+    from .gitops import CMP_CONFIGMAP, _cmp_plugin
+
     meta = {"namespace": ARGOCD_NAMESPACE, "labels": dict(MANAGED)}
     return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CMP_CONFIGMAP, **meta},
+         "data": {"plugin.yaml": dump(_cmp_plugin())}},
         {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": cluster.name, **meta},
          "spec": {"sourceRepos": [cluster.repo_url],
                   "destinations": [{"server": "https://kubernetes.default.svc", "namespace": "*"}],

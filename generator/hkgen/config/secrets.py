@@ -145,9 +145,9 @@ DEPLOY_KEY = "GIT_DEPLOY_KEY"
 
 
 def optional_keys(cluster: Cluster) -> list[SecretKey]:
-    """Keys `hkgen secrets init`/`add-missing` generate but whose absence is only a warning: the
-    Git deploy key of an SSH repository (without it the control planes cannot install the GitOps
-    engine by themselves; ops/deploykey.py).
+    """Keys `hkgen secrets init`/`add-missing` generate but `validate` does not require: the Git
+    deploy key of an SSH repository (ops/deploykey.py). Without it `hkgen boot-media` says that the
+    control planes cannot install the GitOps engine by themselves, and so does their journal.
     """
     if not cluster.repo_url.startswith("ssh://"):
         return []
@@ -244,13 +244,6 @@ def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Documen
                     key=True,
                 )
             )
-    for want in optional_keys(cluster):
-        if want.name not in values:
-            problems.append(doc.problem(
-                ("stringData",), f"no {want.name} ({want.description}): the control planes cannot install the "
-                "GitOps engine from the SSH repository by themselves",
-                "generate it with `hkgen secrets add-missing` and register the public half it prints",
-                key=True, severity="warning"))
     return problems
 
 
