@@ -86,6 +86,11 @@ if cmd == "join":
     save()
     print("Successfully joined the cluster.")
     sys.exit(0)
+if cmd == "leave":  # leave.py: the node's dqlite entry is deleted through a member, own CA back
+    ip = world["ips"][me]
+    world["voters"] = [v for v in world["voters"] if not v.startswith(ip + ":")]
+    save()
+    sys.exit(0)
 if cmd == "status":
     print("microk8s is running")
     print("high-availability: yes")
@@ -269,6 +274,7 @@ def test_join_that_exits_0_but_never_reaches_dqlite_is_not_success(tmp_path: Pat
     assert "join exited 0 but this node did not become a member" in done.stdout
     assert "not a member (Node Ready and, for a control plane, a dqlite voter or stand-by)" in done.stdout
     assert not (tmp_path / "cp3" / "joined").exists()
+    assert "cp3: microk8s leave" in world.log.read_text()  # back to standalone for a clean retry
 
 
 # --- reclaim --------------------------------------------------------------------------------------

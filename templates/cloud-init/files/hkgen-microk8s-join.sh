@@ -91,7 +91,11 @@ try_peer() {  # $1: peer address; sets result to joined, refused or failed
         # also gives the node its own kubelet arguments back).
         if [ -n "$after_join" ] && ! "$after_join" "$conf"; then
             result=failed
-            log "$peer: join exited 0 but this node did not become a member; will retry"
+            # Half joined: back to a standalone node with its own CA (leave also deletes its dqlite
+            # entry through a member), so the next attempt starts clean and, should the entry stay,
+            # the control planes' reclaim sees a fresh node and removes it.
+            log "$peer: join exited 0 but this node did not become a member; leaving the cluster again, will retry"
+            timeout 600 "$microk8s" leave >/dev/null 2>&1 || log "warning: microk8s leave failed"
             return
         fi
         result=joined
