@@ -41,7 +41,8 @@ def test_seed_holds_the_token_and_no_committed_file_does(cluster_with_secrets, h
     card = tmp_path / "card"
     run = hkgen("boot-media", str(home), "--node", "cp1", "--out", str(card), "--age-key", str(key))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert sorted(_files(card)) == ["cmdline.txt", "meta-data", "network-config", "user-data"]
+    # A control plane also gets the cluster's age key for its GitOps bootstrapper (see below).
+    assert sorted(_files(card)) == ["cmdline.txt", "hkgen/age.agekey", "meta-data", "network-config", "user-data"]
     assert TOKEN in _files(card)["user-data"]
     # Everything `hkgen render` commits (the whole tree, not only the seeds), and the inputs.
     tree = render_cluster(home, verify=False).tree
@@ -60,8 +61,9 @@ def test_boot_media_is_the_committed_seed_with_the_values_filled_in(cluster_with
     home, key = cluster_with_secrets
     card = tmp_path / "card"
     media = write_boot_media(home, "cp1", card, age_key=key)
-    assert sorted(str(p) for p in media.written) == ["cmdline.txt", "meta-data", "network-config", "user-data"]
-    for path in card.iterdir():
+    assert sorted(str(p) for p in media.written) == ["cmdline.txt", "hkgen/age.agekey", "meta-data",
+                                                     "network-config", "user-data"]
+    for path in card.rglob("*.*"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     files = _files(card)
     ud = yaml.safe_load(files["user-data"])
@@ -77,6 +79,8 @@ def test_boot_media_is_the_committed_seed_with_the_values_filled_in(cluster_with
     assert files["user-data"].replace(TOKEN, "${JOIN_TOKEN}") == committed
     for name, body in files.items():
         assert placeholders(body) == set(), name
+        if name.startswith("hkgen/"):
+            continue  # the GitOps bootstrapper's secrets, not cloud-init files
         kind = "cmdline.txt" if name.endswith("cmdline.txt") else name
         assert check_seed_file(name, kind, body, node=True) == []
 
@@ -189,3 +193,33 @@ def test_secrets_are_quoted_by_the_templates_not_pasted(tmp_path: Path) -> None:
     # ... and the check then refuses it for netplan's sake (the '"'), without printing it.
     problems = [p.format() for p in check_seed_file("n", "network-config", body, node=True)]
     assert problems and all(nasty not in p for p in problems)
+
+
+def test_only_control_planes_get_the_age_key_and_the_deploy_key(home_copy: Path, secrets_for,
+                                                               tmp_path: Path) -> None:
+    """The GitOps bootstrapper's secrets (issue 19): a control plane's card carries the cluster's
+    age identity (only the one of secrets.ageRecipients) and the deploy key, each 0600 under hkgen/;
+    a worker's carries neither."""
+    import pyrage
+
+    from hkgen.ops.deploykey import generate_deploy_key
+
+    private, _public = generate_deploy_key("test")
+    key, _values = secrets_for(home_copy, {**KNOWN, "GIT_DEPLOY_KEY": private})
+    # The key file also holds an unrelated identity, which must stay off the card.
+    stranger = str(pyrage.x25519.Identity.generate())
+    key.write_text(key.read_text() + stranger + "\n")
+    card = tmp_path / "cp2"
+    write_boot_media(home_copy, "cp2", card, age_key=key)
+    age = (card / "hkgen" / "age.agekey").read_text()
+    identities = [line for line in age.splitlines() if line]
+    assert len(identities) == 1 and identities[0] in key.read_text() and stranger not in age
+    recipients = yaml.safe_load((home_copy / "cluster.yaml").read_text())["secrets"]["ageRecipients"]
+    assert str(pyrage.x25519.Identity.from_str(identities[0]).to_public()) in recipients
+    assert (card / "hkgen" / "deploy-key").read_text() == private
+    for name in ("age.agekey", "deploy-key"):
+        assert stat.S_IMODE((card / "hkgen" / name).stat().st_mode) == 0o600
+    worker = tmp_path / "w1"
+    write_boot_media(home_copy, "w1", worker, age_key=key)
+    assert not (worker / "hkgen").exists()
+    assert "AGE-SECRET-KEY" not in "".join(_files(worker).values())

@@ -39,7 +39,6 @@ def _committed(folder: Path) -> dict[PurePosixPath, bytes]:
         for p in folder.rglob("*")
         if p.is_file()
         and p.name not in USER_FILES
-        and not p.relative_to(folder).as_posix().startswith("flux/flux-system/")
     }
 
 

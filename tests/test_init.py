@@ -70,7 +70,9 @@ def test_generated_files_agree_on_the_key_and_the_rules(tmp_path: Path) -> None:
     from hkgen.ops.scaffold import load_cluster
 
     model, _ = load_cluster(repo / "clusters" / "lake")
-    assert set(values) == {k.name for k in required_keys(model)}
+    # ssh:// repository: the Git deploy key too (issue 19), its public half reported for registering.
+    assert set(values) == {k.name for k in required_keys(model)} | {"GIT_DEPLOY_KEY"}
+    assert created.secrets.deploy_public.startswith("ssh-ed25519 ")
     # Only the dead-man's switch's ping URL (an outside service's, on in the starter) is the user's to give.
     assert created.secrets.placeholders == ["ALERTS_HEARTBEAT_URL"]
     for value in values.values():

@@ -317,3 +317,21 @@ def test_every_starter_passes_its_own_plan(hkgen, tmp_path: Path, nodes: int) ->
     else:
         assert run.returncode == 0, run.stdout
         assert "Verdict: survives any single node failure; every planned reboot is survivable" in run.stdout
+
+
+def test_rebuild_is_flash_and_power_on_with_a_predicted_time() -> None:
+    from hkgen.analysis.rebuild import rebuild_report
+
+    c = model(reference_data())
+    r = rebuild_report(c)
+    assert r["steps"][0].startswith("write each card: hkgen boot-media") and r["steps"][1].startswith("power every")
+    assert not any("kubectl" in s or "flux " in s for s in r["steps"])
+    stages = [o["stage"] for o in r["order"]]
+    assert stages == ["first boot", "cluster", "gitops engine", "platform", "restore", "apps"]
+    assert r["home_assistant_back_seconds"] == r["order"][-1]["cumulative_seconds"] > 1800
+    # Without restoreOnRebuild there is no restore stage, and the apps come back sooner.
+    data = reference_data()
+    data["storage"]["backup"]["restoreOnRebuild"] = False
+    plain = rebuild_report(model(data))
+    assert "restore" not in [o["stage"] for o in plain["order"]]
+    assert plain["home_assistant_back_seconds"] < r["home_assistant_back_seconds"]

@@ -235,7 +235,8 @@ def test_node_label_commands(home: Cluster) -> None:
     assert "label cp1 node-role.kubernetes.io/control-plane= node.longhorn.io/create-default-disk=true" in lines
     assert "label 'cp2 cp3' node-role.kubernetes.io/control-plane= node.longhorn.io/create-default-disk-" in lines
     assert "taint 'cp2 cp3' node-role.kubernetes.io/control-plane:NoSchedule" in lines
-    assert "untaint cp1 node-role.kubernetes.io/control-plane:NoSchedule-" in lines
+    # Both directions, workers included (issue 19: join copies a tainted peer's kubelet arguments).
+    assert "untaint 'cp1 w1 w2 w3 w4 w5 w6' node-role.kubernetes.io/control-plane:NoSchedule-" in lines
 
 
 def test_multi_disk_nodes_get_a_disk_config_and_user_labels(repo: Path) -> None:
@@ -275,7 +276,13 @@ def test_node_label_script_labels_only_joined_nodes(home: Cluster, tmp_path: Pat
     bin_dir.mkdir()
     log = tmp_path / "calls"
     stub = bin_dir / "kubectl"
-    stub.write_text(f'#!/bin/bash\nif [ "$1 $2" = "get nodes" ]; then echo -n "cp1 cp2 w1"; exit 0; fi\n'
+    # The taint listing (`get nodes -o jsonpath=...taints...`): cp1 and w1 carry the control-plane
+    # taint they must not have (registered through a tainted peer's kubelet arguments), cp2 its own.
+    taints = "cp1 node-role.kubernetes.io/control-plane\ncp2 node-role.kubernetes.io/control-plane\n" \
+             "w1 node.kubernetes.io/unreachable node-role.kubernetes.io/control-plane\n"
+    stub.write_text(f'#!/bin/bash\nif [ "$1 $2" = "get nodes" ] && [[ $* == *taints* ]]; then '
+                    f'printf "{taints}"; exit 0; fi\n'
+                    f'if [ "$1 $2" = "get nodes" ]; then echo -n "cp1 cp2 w1"; exit 0; fi\n'
                     f'echo "$*" >> {log}\n')
     stub.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -289,6 +296,8 @@ def test_node_label_script_labels_only_joined_nodes(home: Cluster, tmp_path: Pat
     assert ("taint nodes -l kubernetes.io/hostname in (cp2) --overwrite "
             "node-role.kubernetes.io/control-plane:NoSchedule") in calls
     assert "taint node cp1 node-role.kubernetes.io/control-plane:NoSchedule-" in calls
+    assert "taint node w1 node-role.kubernetes.io/control-plane:NoSchedule-" in calls  # both directions
+    assert not any(c.startswith("taint node cp2 ") for c in calls)  # its own taint stays
     assert not any("w2" in c or "cp3" in c for c in calls)  # not joined: left for the next run
 
 

@@ -145,7 +145,10 @@ def test_gate_rbac_is_limited(home: Rendering) -> None:
     rules = {(d["kind"], d["metadata"].get("namespace")): d.get("rules") for d in
              _docs(home, "platform/configs/restore-gate/rbac.yaml") if d["kind"] in ("Role", "ClusterRole")}
     verbs = {verb for rs in rules.values() for r in rs for verb in r["verbs"]}
-    assert verbs <= {"get", "list", "create", "patch"}
+    assert verbs <= {"get", "list", "create", "patch", "delete"}
+    # delete: only a held claim and the pod waiting on it (its marker was deleted on purpose)
+    assert {res for rs in rules.values() for r in rs if "delete" in r["verbs"] for res in r["resources"]} == {
+        "persistentvolumeclaims", "pods"}
     assert rules[("ClusterRole", None)] == [{"apiGroups": [""], "resources": ["persistentvolumes"],
                                              "verbs": ["get", "create", "patch"]}]
     assert all("secrets" not in r["resources"] for rs in rules.values() for r in rs)
@@ -234,6 +237,9 @@ FAKE_KUBECTL = textwrap.dedent('''\
         kind, rest = args[1], args[2:]
         if kind == "backups.longhorn.io":
             print((state / "backups.tsv").read_text() if (state / "backups.tsv").exists() else "", end=""); sys.exit(0)
+        if kind == "backupvolumes.longhorn.io":
+            text = (state / "backupvolumes.tsv").read_text() if (state / "backupvolumes.tsv").exists() else ""
+            print(text, end=""); sys.exit(0)
         if kind == "backuptargets.longhorn.io":
             print((state / "target.tsv").read_text().rstrip("\\n"), end=""); sys.exit(0)
         short = {"persistentvolumeclaim": "pvc", "persistentvolume": "pv", "volumes.longhorn.io": "volume",
@@ -247,12 +253,36 @@ FAKE_KUBECTL = textwrap.dedent('''\
             print("true false detached unknown", end=""); sys.exit(0)
         if short == "pv" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
             print(path.read_text(), end=""); sys.exit(0)
+        if short == "pvc" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
+            import json
+            text = path.read_text()
+            labels = ((json.loads(text).get("metadata") or {}).get("labels") or {}) if text.startswith("{") else {}
+            print(name + "\\t" + labels.get("hkgen.io/held", ""), end=""); sys.exit(0)
         print(f"{kind}/{name}"); sys.exit(0)
     if verb == "create" and args[1] == "configmap":
         path = obj("configmap", args[2])
         if path.exists():
             sys.stderr.write("AlreadyExists\\n"); sys.exit(1)
         path.parent.mkdir(parents=True, exist_ok=True); path.write_text(""); sys.exit(0)
+    if verb == "label" and args[1] == "persistentvolumeclaim":
+        import json
+        path = obj("pvc", args[2])
+        doc = json.loads(path.read_text())
+        for change in args[3:]:
+            if change.endswith("-"):
+                doc["metadata"]["labels"].pop(change[:-1], None)
+            elif "=" in change:
+                key, _, value = change.partition("=")
+                doc["metadata"].setdefault("labels", {})[key] = value
+        path.write_text(json.dumps(doc)); sys.exit(0)
+    if verb == "delete":
+        short = {"persistentvolumeclaim": "pvc", "pod": "pod"}[args[1]]
+        path = obj(short, args[2])
+        with open(state / "deletes.log", "a") as out:
+            out.write(f"{short} {args[2]}\\n")
+        if path.exists():
+            path.unlink()
+        sys.exit(0)
     if verb == "patch":
         with open(state / "patches.log", "a") as out:
             out.write(" ".join(args) + "\\n")
@@ -326,7 +356,8 @@ def _gate(state: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         "PATH": f"{state.parent / 'bin'}:/usr/bin:/bin", "FAKE": str(state), "HOME": str(state.parent),
         "NAMESPACE": NS, "STATUS_CONFIGMAP": restore.STATUS_CONFIGMAP, "BUCKET": "bucket",
-        "GATE_KIND": "volume", "PVC": PVC, "MARKER": MARKER, "STORAGE_CLASS": "longhorn-critical",
+        "GATE_KIND": "volume", "PVC": PVC, "POD": "home-assistant-0", "MARKER": MARKER,
+        "STORAGE_CLASS": "longhorn-critical",
         "RECURRING_GROUP": "critical", "VOLUME_PREFIX": PVC, "REPLICAS": "3", "LONGHORN_NAMESPACE": "longhorn-system",
         "BACKUP_TARGET": "default", "RESTORE_TIMEOUT": "30", "POLL_SECONDS": "1",
     }
@@ -338,6 +369,17 @@ def _status(state: Path) -> str:
     return (state / "patches.log").read_text() if (state / "patches.log").exists() else ""
 
 
+def _held(state: Path) -> bool:
+    """The app's claim exists and is held (bound to a PV name that exists only after the restore)."""
+    import json
+
+    path = state / "objects" / "pvc" / f"{NS}_{PVC}"
+    if not path.exists():
+        return False
+    doc = json.loads(path.read_text())
+    return bool(doc["metadata"]["labels"].get("hkgen.io/held") == "true" and doc["spec"]["volumeName"] == PVC)
+
+
 def _objects(state: Path, kind: str) -> list[Path]:
     return sorted((state / "objects" / kind).glob("*")) if (state / "objects" / kind).is_dir() else []
 
@@ -346,7 +388,13 @@ def _backup_line(name: str, created: str, pvc: str, state_: str = "Completed") -
     status = f'{{"pvName":"pvc-1","pvStatus":"Bound","namespace":"{NS}","pvcName":"{pvc}","lastPVCRefAt":"",' \
              '"workloadsStatus":null,"lastPodRefAt":""}'
     url = f"s3://bucket@eu-central-1/home/longhorn/?backup={name}&volume=pvc-1"
-    return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\n"
+    volume = "pvc-1" if pvc == PVC else "pvc-9"
+    return f"{name}\t{state_}\t{created}\t{url}\t10737418240\t{status}\t{volume}\n"
+
+
+def _backup_volume(last: str, volume: str = "pvc-1") -> str:
+    """A BackupVolume as `kubectl get -o jsonpath` prints it: name, spec.volumeName, status.lastBackupName."""
+    return f"{volume}-0a1b2c\t{volume}\t{last}\n"
 
 
 def test_gate_pvc_exists_restores_nothing_and_keeps_its_marker(fake: Path) -> None:
@@ -372,8 +420,8 @@ def test_gate_pvc_exists_without_marker_writes_it(fake: Path) -> None:
     assert "Present" in _status(fake) and "marker written, so a rebuild restores it" in _status(fake)
     # The next run after a rebuild takes it for a restore, not for a new volume.
     (fake / "objects" / "pvc" / f"{NS}_{PVC}").unlink()
-    again = _gate(fake)
-    assert again.returncode != 0 and "NoBackup" in _status(fake)
+    again = _gate(fake)  # no backup yet: its claim is held (the app waits), the gate does not fail
+    assert again.returncode == 0 and "NoBackup" in _status(fake) and _held(fake)
 
 
 def test_gate_pvc_exists_never_fails_on_s3(fake: Path) -> None:
@@ -402,6 +450,8 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
         + _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
         + _backup_line("backup-4444444444444444", "2026-11-23T02:31:00Z", PVC, "InProgress")
         + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-3333333333333333", "pvc-9")
+                                            + _backup_volume("backup-2222222222222222"))
     done = _gate(fake)
     assert done.returncode == 0, done.stdout + done.stderr
     import json
@@ -409,6 +459,7 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
     volume = json.loads(_objects(fake, "volume")[0].read_text())
     assert volume["metadata"]["name"] == f"{PVC}-2222222222222222"
     assert volume["spec"]["fromBackup"].endswith("backup=backup-2222222222222222&volume=pvc-1")
+    assert not _held(fake)  # bound and released: the app starts on its restored volume
     assert volume["metadata"]["labels"]["recurring-job-group.longhorn.io/critical"] == "enabled"
     pv = json.loads((fake / "objects" / "pv.json").read_text())
     assert pv["spec"]["csi"] == {
@@ -416,7 +467,9 @@ def test_gate_rebuilt_with_backup_restores_the_newest(fake: Path) -> None:
         "volumeAttributes": {"numberOfReplicas": "3", "staleReplicaTimeout": "2880"}}
     assert pv["spec"]["claimRef"] == {"namespace": NS, "name": PVC}
     pvc = json.loads((fake / "objects" / "pvc" / f"{NS}_{PVC}").read_text())
-    assert pvc["spec"]["volumeName"] == volume["metadata"]["name"]
+    # The claim (made first, held) names the PV by the fixed name the restore then creates.
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"] == PVC
+    assert pvc["metadata"]["labels"]["hkgen.io/restored-from"] == "backup-2222222222222222"
     assert pvc["spec"]["storageClassName"] == "longhorn-critical"
     assert "Restored" in _status(fake)
 
@@ -427,11 +480,29 @@ def test_gate_rebuilt_without_backup_stops_with_a_clear_message(fake: Path) -> N
     other = _backup_line("backup-3333333333333333", "2026-11-23T02:30:00Z", "data-mosquitto-0")
     (fake / "backups.tsv").write_text(other)
     done = _gate(fake)
-    assert done.returncode != 0
+    # Issue 19: one app's missing backup holds that app alone. The gate succeeds (the rest of the
+    # apps layer starts) and leaves the claim held, so the StatefulSet never provisions it empty.
+    assert done.returncode == 0, done.stdout + done.stderr
     assert f"PVC {PVC} existed before but Longhorn finds no completed backup" in done.stdout
-    assert "NoBackup" in _status(fake)
+    assert "NoBackup" in _status(fake) and "stays held (its app waits, the other apps start)" in _status(fake)
     assert "Warning" in _objects(fake, "event")[0].read_text()
-    assert not _objects(fake, "pvc") and not _objects(fake, "volume")
+    assert _held(fake) and not _objects(fake, "volume")
+    # The next run (the nightly backup has landed) restores into the held claim.
+    (fake / "backups.tsv").write_text(other + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-2222222222222222"))
+    again = _gate(fake)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Restored" in _status(fake) and not _held(fake)
+
+
+def test_held_claim_is_released_when_its_marker_is_deleted_on_purpose(fake: Path) -> None:
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    assert _gate(fake).returncode == 0 and _held(fake)  # no backup: held
+    (fake / "s3" / "bucket" / MARKER).unlink()  # RECOVERY.md: let the app start empty
+    done = _gate(fake)
+    assert done.returncode == 0 and "released" in done.stdout
+    assert (fake / "deletes.log").read_text().splitlines() == [f"pvc {PVC}", "pod home-assistant-0"]
 
 
 def test_gate_unreachable_target_never_reads_as_new(fake: Path) -> None:
@@ -447,7 +518,7 @@ def test_gate_unavailable_longhorn_target_stops(fake: Path) -> None:
     (fake / "s3" / "bucket" / MARKER).write_text("x")
     (fake / "target.tsv").write_text("false\t\tcannot reach s3 endpoint\n")
     done = _gate(fake)
-    assert done.returncode != 0 and "is not available: cannot reach s3 endpoint" in done.stdout
+    assert done.returncode == 0 and "is not available: cannot reach s3 endpoint" in done.stdout and _held(fake)
 
 
 @pytest.mark.parametrize(("setup", "recover", "code", "reason"), [
@@ -547,3 +618,27 @@ def test_node_backup_encrypts_every_archive_to_the_admins_keys(tmp_path: Path) -
                             capture_output=True, text=True, timeout=60, check=False)
     assert failed.returncode != 0
     assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_gate_restores_the_backup_longhorn_names_latest(fake: Path) -> None:
+    """Issue 19: the BackupVolume's status.lastBackupName decides, not the newest "Completed" of a
+    listing that may be half-synced after a rebuild; while Longhorn names none, or names one not
+    listed yet, the gate waits (NotSynced) and creates nothing."""
+    (fake / "s3" / "bucket" / MARKER).parent.mkdir(parents=True)
+    (fake / "s3" / "bucket" / MARKER).write_text("x")
+    (fake / "backups.tsv").write_text(
+        _backup_line("backup-1111111111111111", "2026-11-20T02:30:00Z", PVC)
+        + _backup_line("backup-2222222222222222", "2026-11-22T02:30:00Z", PVC))
+    done = _gate(fake)  # no BackupVolume synced yet
+    assert done.returncode == 0 and "NotSynced" in _status(fake) and _held(fake)
+    assert "waiting for it to name the latest one" in done.stdout and not _objects(fake, "volume")
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-5555555555555555"))  # not listed yet
+    done = _gate(fake)
+    assert "is not listed as completed yet" in done.stderr and not _objects(fake, "volume")
+    (fake / "backupvolumes.tsv").write_text(_backup_volume("backup-1111111111111111"))
+    done = _gate(fake)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    volume = json.loads(_objects(fake, "volume")[0].read_text())
+    assert volume["metadata"]["name"] == f"{PVC}-1111111111111111"  # Longhorn's choice, not the newest listed

@@ -44,7 +44,14 @@ def test_init_generates_every_key_in_its_form(hkgen, home_copy: Path) -> None:
     values = decrypt(home_copy / "secrets.sops.yaml", age_key_file=key)
     cluster, _ = load_cluster(home_copy)
     needed = {k.name: k for k in required_keys(cluster)}
-    assert set(values) == set(needed)
+    # The repository is ssh://: a Git deploy key pair too; its public half is printed with where it goes.
+    assert set(values) == set(needed) | {"GIT_DEPLOY_KEY"}
+    assert values["GIT_DEPLOY_KEY"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    public = re.search(r"deploy key \(public half\): (ssh-ed25519 \S+)", run.stdout)
+    assert public is not None and "read-only deploy key of ssh://git@github.com/" in run.stderr
+    from hkgen.ops.deploykey import public_key
+
+    assert public_key(values["GIT_DEPLOY_KEY"]).split()[:2] == public.group(1).split()[:2]
     assert re.fullmatch(r"[a-z0-9]{32}", values["JOIN_TOKEN"])
     nets = ("HOUSE", "GARDEN", "ATTIC")
     for net in nets:
@@ -126,10 +133,13 @@ def test_add_missing_after_a_new_zigbee_network_keeps_every_existing_value(hkgen
     run = hkgen("secrets", "add-missing", "clusters/home", "--no-input", "--age-key", str(key),
                 cwd=home_copy.parent.parent)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "generated: ZIGBEE_SHED_EXT_PAN_ID, ZIGBEE_SHED_NETWORK_KEY, ZIGBEE_SHED_PAN_ID" in run.stdout
+    # (the fixture's file predates the deploy key of the ssh:// repository: it is generated too)
+    assert ("generated: ZIGBEE_SHED_EXT_PAN_ID, ZIGBEE_SHED_NETWORK_KEY, ZIGBEE_SHED_PAN_ID, GIT_DEPLOY_KEY"
+            in run.stdout)
     after = decrypt(home_copy / "secrets.sops.yaml", age_key_file=key)
     assert {k: after[k] for k in values} == values
-    assert set(after) - set(values) == {"ZIGBEE_SHED_EXT_PAN_ID", "ZIGBEE_SHED_NETWORK_KEY", "ZIGBEE_SHED_PAN_ID"}
+    assert set(after) - set(values) == {"GIT_DEPLOY_KEY", "ZIGBEE_SHED_EXT_PAN_ID", "ZIGBEE_SHED_NETWORK_KEY",
+                                        "ZIGBEE_SHED_PAN_ID"}
     for suffix in ("NETWORK_KEY", "EXT_PAN_ID", "PAN_ID"):
         others = {values[k].lower() for k in values if k.startswith("ZIGBEE_") and k.endswith("_" + suffix)
                   and (suffix != "PAN_ID" or not k.endswith("EXT_PAN_ID"))}

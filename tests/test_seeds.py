@@ -887,7 +887,8 @@ def _scripts(tree: dict[PurePosixPath, bytes]) -> dict[str, str]:
     return out
 
 
-STATIC = ("hkgen-microk8s-join.sh", "hkgen-prepare-disk.sh", "hkgen-microk8s-watchdog.py")
+STATIC = ("hkgen-microk8s-join.sh", "hkgen-prepare-disk.sh", "hkgen-microk8s-watchdog.py",
+          "hkgen-gitops-bootstrap.sh", "hkgen-microk8s-after-join.sh", "hkgen-microk8s-reclaim.sh")
 
 
 def test_static_scripts_are_installed_verbatim(reference) -> None:
@@ -905,7 +906,8 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
     shells = {k: v for k, v in _scripts(tree).items() if v.startswith("#!/bin/bash")}
     assert {k.split(":")[1] for k in shells} == {
         "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk",
-        "/usr/local/sbin/hkgen-microk8s-upgrade"}
+        "/usr/local/sbin/hkgen-microk8s-upgrade", "/usr/local/sbin/hkgen-gitops-bootstrap",
+        "/usr/local/sbin/hkgen-microk8s-after-join", "/usr/local/sbin/hkgen-microk8s-reclaim"}
     files = []
     for i, (_key, body) in enumerate(sorted(shells.items())):
         f = tmp_path / f"{i}.sh"
@@ -1097,7 +1099,7 @@ def test_bootstrap_waits_while_a_peer_does_not_answer(tmp_path: Path) -> None:
     done = _join(conf, env)
     assert done.returncode == 75
     assert _launcher(tmp_path) == [] and not (tmp_path / "state").exists()
-    assert "microk8s remove-node" in done.stdout  # the hint for a rebuilt member
+    assert "microk8s remove-node" not in done.stdout  # no hand needed: hkgen-microk8s-reclaim does it
     # The admin decides the missing peers are gone for good.
     (tmp_path / "form-anyway").write_text("")
     done = _join(conf, env)

@@ -6,9 +6,10 @@ Layout inside `clusters/<name>/` (the same for both engines):
   platform/<layer>/<component>/         a component's manifests and its kustomization.yaml
   apps/kustomization.yaml, apps/<component>/   the apps layer
 Engine entry points:
-  flux/     `flux bootstrap git --path=clusters/<name>/flux` adds flux/flux-system/ here; hkgen
-            writes only Flux objects: the secrets source, Helm repositories, one Kustomization per
-            layer (crds -> controllers -> configs -> apps). No kustomization.yaml: Flux makes one.
+  flux/     Flux objects: the secrets source, Helm repositories, one Kustomization per layer
+            (crds -> controllers -> configs -> apps), and flux-system/ as `flux bootstrap` would lay
+            it out minus the upstream manifests (areas/bootstrap.py: the control planes install the
+            pinned engine themselves). No kustomization.yaml in flux/: Flux makes one.
             HelmReleases live in their component's folder.
   argocd/   `kubectl apply -k clusters/<name>/argocd`: the project, the root Application (app of
             apps, which manages itself), the secrets plugin, and argocd/apps/ with one child
@@ -31,6 +32,7 @@ from typing import Any
 from ..config.model import Cluster
 from ..core.errors import Problem, RenderError
 from ..core.resources import data_dir
+from .bootstrap import flux_engine_objects, flux_sync_objects, repo_is_ssh
 from .parts import LAYERS, Component, Format, OutputFile, Release, freeze
 
 __all__ = [
@@ -321,18 +323,37 @@ def _flux(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     files += [
         _out("flux/cluster-secrets.yaml", "flux/cluster-secrets.yaml.j2", url=cluster.repo_url,
              branch=cluster.repo_branch, interval=interval, ignore=ignore, path=f"./{root}",
-             timeout=FLUX_TIMING["secrets"].timeout, retry=RETRY_INTERVAL, secrets_file=secrets_path),
+             timeout=FLUX_TIMING["secrets"].timeout, retry=RETRY_INTERVAL, secrets_file=secrets_path,
+             ssh=repo_is_ssh(cluster)),
         _out("flux/layers.yaml", "flux/layers.yaml.j2", layers=layers, interval=interval, retry=RETRY_INTERVAL),
         _out("flux/README.md", "flux/README.md.j2", "markdown", root=root, secrets_file=secrets_path,
              timing=[{"name": k, "timeout": v.timeout, "why": v.why} for k, v in FLUX_TIMING.items()],
              retry=RETRY_INTERVAL, interval=interval, install_retry=INSTALL_RETRY_INTERVAL,
              index_interval=HELM_INDEX_INTERVAL),
     ]
+    files += _flux_self(cluster)
     if sources:
         files.append(_out("flux/helm-repositories.yaml", "flux/helm-repositories.yaml.j2",
                           repositories=[{"name": n, "url": u} for u, n in sorted(sources.items(), key=lambda x: x[1])],
                           interval=HELM_INDEX_INTERVAL))
     return files
+
+
+def _flux_self(cluster: Cluster) -> list[OutputFile]:
+    """flux/flux-system/, laid out as `flux bootstrap` lays it out, minus the upstream manifests:
+    the sync objects and the pinned engine artifact (see areas/bootstrap.py).
+    """
+    base = PurePosixPath("flux/flux-system")
+    return [
+        _out(base / "gotk-sync.yaml", "flux/objects.yaml.j2", objects=flux_sync_objects(cluster), comment=[
+            "The source and Kustomization `flux bootstrap` would write here (same names and fields): Flux",
+            "syncs this folder from Git. hkgen-gitops-bootstrap applies them on a new cluster."]),
+        _out(base / "flux-engine.yaml", "flux/objects.yaml.j2", objects=flux_engine_objects(cluster), comment=[
+            "Flux manages itself: its controllers follow the release pinned in hkgen's versions.yaml",
+            "(signed flux-manifests artifact, the four default controllers). Never pruned."]),
+        _out(base / "kustomization.yaml", "kustomization.yaml.j2", resources=["flux-engine.yaml", "gotk-sync.yaml"],
+             comment="Flux itself (flux bootstrap would add gotk-components.yaml and drop flux-engine.yaml)"),
+    ]
 
 
 # --- Argo CD --------------------------------------------------------------------------------------

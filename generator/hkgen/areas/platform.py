@@ -192,7 +192,7 @@ def _node_commands(cluster: Cluster) -> list[str]:
         specs = [_taint_spec(t) for t in meta.taints]
         for spec in specs:
             taints.setdefault(spec, []).append(host)
-        if cluster.node(host).is_control_plane and cp_taint not in specs:
+        if cp_taint not in specs:  # workers too: a join through a tainted control plane taints them
             untaint.setdefault(cp_taint, []).append(host)
     lines: list[str] = []
     for (adds, removes), names in sorted(groups.items()):

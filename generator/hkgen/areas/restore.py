@@ -256,7 +256,8 @@ def _gate(cluster: Cluster) -> Component | None:
     jobs: list[dict[str, Any]] = []
     for v in volumes:
         jobs.append({"name": v.job, "namespace": v.namespace, "app": v.app, "env": {
-            "GATE_KIND": "volume", "PVC": v.pvc, "MARKER": marker_key(cluster, v.namespace, v.pvc),
+            "GATE_KIND": "volume", "PVC": v.pvc, "POD": f"{v.statefulset}-{v.ordinal}",
+            "MARKER": marker_key(cluster, v.namespace, v.pvc),
             "STORAGE_CLASS": v.storage_class, "RECURRING_GROUP": v.recurring_group,
             "VOLUME_PREFIX": v.volume_prefix, "REPLICAS": str(cluster.replicas),
             "LONGHORN_NAMESPACE": LONGHORN_NS, "BACKUP_TARGET": BACKUP_TARGET,

@@ -48,7 +48,8 @@ from ..analysis.failover import controller_manager_args, kubelet_args
 from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
-from . import upgrade
+from . import bootstrap as gitops_bootstrap
+from . import rejoin, upgrade
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -99,6 +100,10 @@ KUBE_PROXY_METRICS_PORT = 10249  # kube-proxy --metrics-bind-address default por
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}
 LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk"
 LONGHORN_DISKS_ANNOTATION = "node.longhorn.io/default-disks-config"
+# runcmd's script returns the status of its last command: this last command fails the boot
+# (`cloud-init status --long`: error, scripts-user) when hkgen-node-setup failed earlier in it.
+SETUP_FAILED_MARKER = "/run/hkgen/node-setup-failed"
+SETUP_CHECK = ("test", "!", "-e", SETUP_FAILED_MARKER)
 JOIN_TOKEN_KEY = "JOIN_TOKEN"  # noqa: S105 - the key name, not a value
 
 # Secret value (or its `${KEY}` placeholder) by key name.
@@ -518,6 +523,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         "openssl": "/usr/bin/openssl",
         "agent_port": "25000",  # MicroK8s' cluster agent
     }
+    join_conf.update(rejoin.join_settings(cluster, node))  # after-join check and own kubelet args
     files = seed["files"]
     files += [
         _file(LAUNCH_CONFIG, "launch-config.yaml.j2", mode="0600", data=base_launch_config(cluster, node)),
@@ -564,6 +570,8 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
             _file("/etc/systemd/system/hkgen-microk8s-watchdog.timer", "hkgen-microk8s-watchdog.timer.j2"),
         ]
     files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
+    files += gitops_bootstrap.seed_files(cluster, node)  # control planes install the GitOps engine
+    files += rejoin.seed_files(cluster, node)  # zero-touch reflash
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -583,7 +591,10 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         ["systemctl", "enable", "--now", "--no-block", "hkgen-microk8s-join.service"],
         *([["systemctl", "enable", "--now", *timers]] if timers else []),
         ["systemctl", "enable", "--now", *upgrade.timers(node)],
+        *([["systemctl", "enable", "--now", "hkgen-gitops-bootstrap.timer", "hkgen-microk8s-reclaim.timer"]]
+          if node.is_control_plane else []),
     ]
+    seed["setup_check"] = SETUP_CHECK
     return seed
 
 
@@ -615,6 +626,7 @@ def _satellite_seed(cluster: Cluster, sat: Satellite) -> dict[str, Any]:
     seed["bootcmd"] = []
     # daemon-reload: the drop-in applies before the setup script (re)starts ser2net.
     seed["runcmd"] = [["systemctl", "daemon-reload"], ["/usr/local/sbin/hkgen-node-setup"]]
+    seed["setup_check"] = SETUP_CHECK
     return seed
 
 

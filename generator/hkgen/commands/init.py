@@ -141,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         out(f"reused age key {created.key_file} (public key {created.recipient})")
     out(f"generated secrets: {', '.join(created.secrets.generated) or 'none'}")
+    if created.secrets.deploy_public:
+        from ..ops.deploykey import register_hint
+        from ..ops.scaffold import load_cluster
+
+        out(f"Git deploy key (public half): {created.secrets.deploy_public}")
+        out(register_hint(load_cluster(created.cluster_dir / "cluster.yaml")[0]))
     if created.secrets.placeholders:
         out(f"still to enter (`hkgen secrets add-missing {cluster}`): {', '.join(created.secrets.placeholders)}")
     if answers.ssh_key is None:

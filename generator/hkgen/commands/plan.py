@@ -25,6 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse and print each cluster; exit 1 if a cluster is invalid or a failure is fatal."""
     from ..analysis.alerting import alerting_report
+    from ..analysis.rebuild import rebuild_report
     from ..analysis.report import report
     from ..analysis.resilience import analyse, rendered_settings
     from ..areas.blueprint import build_blueprint
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             except KeyError as exc:
                 raise UsageError(f"--down: no node or satellite called {exc.args[0]}") from None
         data["alerting"] = alerting_report(result.cluster, data)  # who hears about each failure, and when
+        data["rebuild"] = rebuild_report(result.cluster)
         if not data["verdict"]["survives_any_single_node_failure"]:
             status = 1
         if args.format == "json":
@@ -153,6 +155,16 @@ def to_text(d: dict[str, Any]) -> list[str]:
                     [[o["stage"], f"{o['cumulative_seconds']} s", o["what"]] for o in pc["order"]])
     if pc["home_assistant_back_seconds"] is not None:
         lines.append(f"Home Assistant back about {pc['home_assistant_back_seconds']} s after power returns.")
+    rb = d.get("rebuild")
+    if rb:
+        lines += ["", "Rebuild from blank cards (nothing typed after power-on; estimates for Pi 4):"]
+        lines += [f"  {i}. {step}" for i, step in enumerate(rb["steps"], 1)]
+        lines += _table(["stage", "cumulative", "what happens"],
+                        [[o["stage"], f"{o['cumulative_seconds']} s", o["what"]] for o in rb["order"]])
+        if rb["home_assistant_back_seconds"] is not None:
+            lines.append(f"Home Assistant back with its data about {rb['home_assistant_back_seconds'] // 60} min "
+                         "after power-on.")
+        lines.append("Needs a person only for: " + "; ".join(rb["needs_a_person"]) + ".")
     p = d["power"]
     lines += ["", f"Power draw (estimate): {p['idle_watts']} W idle, {p['load_watts']} W under load, "
                   f"{p['kwh_per_year_idle']} kWh/year at idle."]

@@ -70,6 +70,13 @@ def _key_file(args: argparse.Namespace, cluster: Cluster) -> Path | None:
     return age_key_file(args.age_key, cluster.name)
 
 
+def _deploy_hint(change: SecretsChange, cluster: Cluster) -> None:
+    if change.deploy_public:
+        from ..ops.deploykey import register_hint
+
+        err(f"hkgen: {register_hint(cluster)}")
+
+
 def _report(change: SecretsChange, label: str) -> None:
     ignored = sorted(k for k in change.kept if ENV_PREFIX + k in os.environ)
     if ignored:
@@ -79,6 +86,8 @@ def _report(change: SecretsChange, label: str) -> None:
                         ("kept", change.kept)):
         if names:
             out(f"{word}: {', '.join(names)}")
+    if change.deploy_public:
+        out(f"deploy key (public half): {change.deploy_public}")
     if change.placeholders:
         out(f"not set yet (placeholder): {', '.join(change.placeholders)}")
         err(f"{label}: set them with `{ENV_PREFIX}<KEY>=... hkgen secrets add-missing {label}` "
@@ -97,11 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "init":
         change = create_secrets_file(cluster, secrets_file, _supplier(interactive))
         _report(change, label)
+        _deploy_hint(change, cluster)
         err(f"{secrets_file}: created, encrypted to {len(cluster.age_recipients)} age recipient(s)")
         return 0
     if args.action == "add-missing":
         change = add_missing_secrets(cluster, secrets_file, _supplier(interactive), key_file=_key_file(args, cluster))
         _report(change, label)
+        _deploy_hint(change, cluster)
         err(f"{secrets_file}: " + (f"{len(change.written)} key(s) written, the others kept" if change.written
                                    else "nothing to add"))
         return 0

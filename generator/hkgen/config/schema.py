@@ -15,7 +15,10 @@ from typing import Any
 from ..core.resources import data_dir, package_dir
 from .catalogue import load_catalogue, settings_schema
 
-__all__ = ["apply_defaults", "cluster_schema", "composed_schema_text", "default_versions"]
+# versions.yaml groups cluster.yaml cannot override: versions that go with checksums.
+PINNED_GROUPS = frozenset({"engines"})
+
+__all__ = ["PINNED_GROUPS", "apply_defaults", "cluster_schema", "composed_schema_text", "default_versions"]
 
 
 @cache
@@ -52,6 +55,7 @@ def cluster_schema() -> dict[str, Any]:
             },
         }
         for group, pins in sorted(default_versions().items())
+        if group not in PINNED_GROUPS
     }
     return schema
 

@@ -24,11 +24,13 @@ from .load import Document
 from .model import Cluster
 
 __all__ = [
+    "DEPLOY_KEY",
     "SECRET_NAME",
     "SecretKey",
     "check_secrets_file",
     "decrypt",
     "key_for",
+    "optional_keys",
     "placeholder",
     "required_keys",
     "sops_command",
@@ -165,6 +167,29 @@ def _alert_keys(cluster: Cluster) -> list[SecretKey]:
         keys.append(SecretKey("ALERTS_WEBHOOK_URL", "URL the generic alert webhook posts to (no quotes, '&', '$' "
                               "or spaces)", url))
     return keys
+
+
+DEPLOY_KEY = "GIT_DEPLOY_KEY"
+
+
+def optional_keys(cluster: Cluster) -> list[SecretKey]:
+    """Keys `hkgen secrets init`/`add-missing` generate but `validate` does not require: the Git
+    deploy key of an SSH repository (ops/deploykey.py). Without it `hkgen boot-media` says that the
+    control planes cannot install the GitOps engine by themselves, and so does their journal.
+    """
+    if not cluster.repo_url.startswith("ssh://"):
+        return []
+    return [SecretKey(DEPLOY_KEY, "private half of the Git deploy key (OpenSSH, ed25519, no passphrase)",
+                      r"^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$")]
+
+
+def sops_age_recipients(data: Any) -> list[str] | None:
+    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
+    sops = data.get("sops") if isinstance(data, dict) else None
+    entries = sops.get("age") if isinstance(sops, dict) else None
+    if not isinstance(entries, list):
+        return None
+    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
 
 
 def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Document) -> list[Problem]:

@@ -187,6 +187,7 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
 
     # 2. The real values (names only in every message).
     values: dict[str, str] = {}
+    decrypted: dict[str, str] = {}
     if needed:
         decrypted = decrypt(cluster_dir / cluster.secrets_file, age_key_file=age_key)
         wrong = []
@@ -209,6 +210,13 @@ def write_boot_media(path: Path, host: str, out: Path, *, age_key: Path | None =
                  for rel, left in ((rel, placeholders(t)) for rel, t in sorted(filled.items())) if left]
     if problems:
         raise VerifyError([_redact(p, values.values()) for p in problems])
+
+    # Control planes only: the age key and the deploy key for the GitOps bootstrapper (ops/bootsecrets.py).
+    from .bootsecrets import control_plane_secrets
+
+    extra, extra_notes = control_plane_secrets(cluster, target, decrypted, age_key)
+    notes += extra_notes
+    filled = {**filled, **extra}
 
     # 4. Write. The kernel command line joins the one already on the partition, if any.
     out.mkdir(parents=True, exist_ok=True, mode=0o700)

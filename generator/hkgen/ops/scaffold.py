@@ -31,7 +31,7 @@ from jinja2.ext import Extension
 
 from ..config.agekeys import default_key_file
 from ..config.model import Cluster
-from ..config.secrets import SECRET_NAME, SecretKey, required_keys
+from ..config.secrets import DEPLOY_KEY, SECRET_NAME, SecretKey, optional_keys, required_keys
 from ..core.errors import ConfigError, ToolError, UsageError, WriteError
 from ..validation.validate import STARTER_MAC_PREFIX, STARTER_MARK, STARTER_REPO_URL, STARTER_SSH_KEY
 
@@ -132,6 +132,10 @@ def _family(name: str) -> str | None:
 def _generate(key: SecretKey, taken: set[str]) -> str | None:
     """A strong random value in the form `key` needs, or None if hkgen cannot make one up."""
     name = key.name
+    if name == DEPLOY_KEY:
+        from .deploykey import generate_deploy_key
+
+        return generate_deploy_key("hkgen deploy key")[0]
     for _ in range(100):
         if name == "JOIN_TOKEN":
             value = "".join(rnd.choice(_LOWER_DIGITS) for _ in range(32))
@@ -169,6 +173,7 @@ class SecretsChange:
     placeholders: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # keys whose (encrypted) value is new in the file
+    deploy_public: str = ""  # public half of a GIT_DEPLOY_KEY generated now (to register with the Git host)
 
 
 Supply = Callable[[SecretKey, bool], str | None]  # (key, must_supply) -> value or None
@@ -194,6 +199,10 @@ def _values_for(keys: list[SecretKey], cluster: Cluster, supply: Supply, existin
             if generated is not None:
                 out[key.name] = generated
                 change.generated.append(key.name)
+                if key.name == DEPLOY_KEY:
+                    from .deploykey import public_key
+
+                    change.deploy_public = public_key(generated)
                 continue
         out[key.name] = PLACEHOLDER
         change.placeholders.append(key.name)
@@ -234,7 +243,7 @@ def create_secrets_file(cluster: Cluster, path: Path, supply: Supply) -> Secrets
         raise WriteError(f"{path}: already exists; `hkgen secrets add-missing` adds new keys and keeps the "
                          "others (new values would change the join token and Zigbee keys of a running house)")
     change = SecretsChange()
-    values = _values_for(required_keys(cluster), cluster, supply, {}, change)
+    values = _values_for(required_keys(cluster) + optional_keys(cluster), cluster, supply, {}, change)
     change.written = sorted(values)
     plain = dump({"apiVersion": "v1", "kind": "Secret",
                   "metadata": {"name": SECRET_NAME, "namespace": secret_namespace(cluster)},
@@ -257,7 +266,7 @@ def add_missing_secrets(cluster: Cluster, path: Path, supply: Supply, *, key_fil
     existing = decrypt(path, age_key_file=key_file)
     change = SecretsChange()
     needed = required_keys(cluster)
-    missing = [k for k in needed if k.name not in existing]
+    missing = [k for k in needed + optional_keys(cluster) if k.name not in existing]
     filled: dict[str, str] = {}
     for key in needed:
         if existing.get(key.name) == PLACEHOLDER:

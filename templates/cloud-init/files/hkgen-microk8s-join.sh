@@ -25,7 +25,7 @@ set -u
 conf=${1:-/etc/hkgen/microk8s/join.conf}
 # Settings; the configuration file sets them all.
 role='' peers='' channel='' token_file='' launcher_dir='' addons_config='' token_config=''
-state_file='' join_lock='' microk8s='' snap='' openssl='' form_anyway='' agent_port=25000
+state_file='' join_lock='' microk8s='' snap='' openssl='' form_anyway='' agent_port=25000 after_join=''
 # shellcheck source=/dev/null
 . "$conf"
 
@@ -87,6 +87,17 @@ try_peer() {  # $1: peer address; sets result to joined, refused or failed
     rc=$?
     out=${out//$token/<token>}
     if [ "$rc" -eq 0 ]; then
+        # join can print a failure and still exit 0: the node itself tells (hkgen-microk8s-after-join
+        # also gives the node its own kubelet arguments back).
+        if [ -n "$after_join" ] && ! "$after_join" "$conf"; then
+            result=failed
+            # Half joined: back to a standalone node with its own CA (leave also deletes its dqlite
+            # entry through a member), so the next attempt starts clean and, should the entry stay,
+            # the control planes' reclaim sees a fresh node and removes it.
+            log "$peer: join exited 0 but this node did not become a member; leaving the cluster again, will retry"
+            timeout 600 "$microk8s" leave >/dev/null 2>&1 || log "warning: microk8s leave failed"
+            return
+        fi
         result=joined
         return
     fi
@@ -98,8 +109,10 @@ try_peer() {  # $1: peer address; sets result to joined, refused or failed
     else
         result=failed
         log "$peer: join failed (exit $rc): $(printf '%s\n' "$out" | tail -n 3 | tr '\n' ' ')"
-        log "hint: if this node was a member before it was rebuilt, run on a healthy control plane:" \
-            "microk8s remove-node $(hostname) --force"
+        if printf '%s\n' "$out" | grep -q 'already known to dqlite'; then
+            log "$peer still lists this reflashed node as a member; the control planes remove the stale entry" \
+                "by themselves within minutes (hkgen-microk8s-reclaim)"
+        fi
     fi
 }
 

@@ -1,5 +1,5 @@
 # hkgen-sops: Argo CD config management plugin of hkgen (generate command, run by `sh -c`).
-# Builds the Application's folder with kustomize and substitutes every ${KEY} placeholder with the
+# Builds the Application's folder with kustomize and substitutes every placeholder $ + {KEY} with the
 # value of KEY from the cluster's SOPS-encrypted secrets file, exactly as Flux's postBuild
 # substitution does: objects annotated kustomize.toolkit.fluxcd.io/substitute: disabled are left
 # alone, and a key the secrets file lacks becomes an empty string.

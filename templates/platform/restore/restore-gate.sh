@@ -4,17 +4,26 @@
 # app may start.
 #
 # Volume (GATE_KIND=volume):
-#   the PVC exists                         -> nothing to restore (a running cluster); its marker is
+#   the PVC exists (not held)              -> nothing to restore (a running cluster); its marker is
 #                                             written if missing (a volume made critical later, or
 #                                             from before the gate), so a rebuild restores it. S3
 #                                             trouble never stops a running cluster's apps here
 #   the marker object is absent in S3      -> the volume never existed: write the marker; the app
-#                                             creates an empty volume
-#   the marker is present (cluster rebuilt) -> restore the newest Longhorn backup of this PVC into a
-#                                             Longhorn Volume, then create its PV and the PVC
-#                                             with the app's name, bound to it
-#   no backup found / S3 unreachable       -> exit non-zero with the reason (log, status ConfigMap,
-#                                             Event); the Job retries, the app never starts empty
+#                                             creates an empty volume (a claim held earlier is
+#                                             released: its marker was deleted on purpose)
+#   the marker is present (cluster rebuilt) -> the PVC is created first, "held": bound to the PV
+#                                             name $VOLUME_PREFIX, which does not exist yet, so the
+#                                             StatefulSet adopts it and its pod waits. Then the
+#                                             latest Longhorn backup (named by its BackupVolume) is
+#                                             restored into a Longhorn Volume and the PV of that
+#                                             name created: the claim binds and the app starts
+#   no backup yet / Longhorn trouble       -> the PVC stays held: that app alone waits. The gate
+#                                             exits 0 with the reason (log, status ConfigMap,
+#                                             Warning Event), so the rest of the apps layer starts;
+#                                             its next run (the Job is re-created every ~15 minutes)
+#                                             tries again. The app never starts empty
+#   S3 unreachable                         -> exit non-zero (whether the volume existed is unknown,
+#                                             and that holds every gate alike); the Job retries
 # Database (GATE_KIND=database):
 #   the Cluster exists                     -> nothing to do
 #   its current backup folder holds data   -> a previous incarnation left backups there: starting
@@ -24,7 +33,7 @@
 # Needs kubectl and aws (AWS CLI v2) on PATH; the S3 credentials, region and endpoint come from the
 # standard AWS_* variables. Settings (environment): GATE_KIND, NAMESPACE, STATUS_CONFIGMAP, BUCKET,
 # and per kind
-#   volume:   PVC, MARKER, STORAGE_CLASS, RECURRING_GROUP, VOLUME_PREFIX, REPLICAS,
+#   volume:   PVC, POD (the StatefulSet pod that mounts it), MARKER, STORAGE_CLASS, RECURRING_GROUP, VOLUME_PREFIX, REPLICAS,
 #             LONGHORN_NAMESPACE, BACKUP_TARGET, RESTORE_TIMEOUT (seconds), POLL_SECONDS
 #   database: DB_CLUSTER, ARCHIVE (s3 key prefix of the current backups, ending in /),
 #             RECOVER_FROM (same for the backups to recover from; empty: a new database), SETTING
@@ -71,6 +80,13 @@ count: 1
 source:
   component: hkgen-restore-gate
 EOF
+}
+
+# One app's volume cannot be restored yet: its claim stays held (its pod waits), the rest goes on.
+hold() {
+  log "HELD: $2"
+  record Warning "$1" "$2; PVC $PVC stays held (its app waits, the other apps start); the gate tries again on its next run"
+  exit 0
 }
 
 done_ok() {
@@ -127,17 +143,36 @@ write_marker() {
     aws s3 cp - "s3://$BUCKET/$MARKER" --only-show-errors
 }
 
-# Newest completed backup of the PVC: "name<TAB>created<TAB>url<TAB>size". Longhorn's recurring
-# backups carry the volume's KubernetesStatus (pvName, pvStatus, namespace, pvcName, ...) as JSON
-# in status.labels, also after a rebuild, when they are synced back from the target.
+# The backup to restore: "name<TAB>created<TAB>url<TAB>size". Longhorn's recurring backups carry the
+# volume's KubernetesStatus (pvName, pvStatus, namespace, pvcName, ...) as JSON in status.labels,
+# also after a rebuild, when they are synced back from the target; that finds this PVC's backups
+# and their Longhorn volume. Which one is the latest is what Longhorn itself names in the volume's
+# BackupVolume (status.lastBackupName), not the newest "Completed" of a listing that may still be
+# syncing after a rebuild. Prints nothing when the PVC has no completed backup; exit 1 on an API
+# error, exit 3 while Longhorn has not named (or not yet listed) the latest backup.
 latest_backup() {
   all=$(kubectl -n "$LONGHORN_NAMESPACE" get backups.longhorn.io -l "backup-target=$BACKUP_TARGET" -o \
-    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.state}{"\t"}{.status.snapshotCreatedAt}{"\t"}{.status.url}{"\t"}{.status.volumeSize}{"\t"}{.status.labels.KubernetesStatus}{"\n"}{end}') ||
+    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.state}{"\t"}{.status.snapshotCreatedAt}{"\t"}{.status.url}{"\t"}{.status.volumeSize}{"\t"}{.status.labels.KubernetesStatus}{"\t"}{.status.volumeName}{"\n"}{end}') ||
     return 1
-  printf '%s\n' "$all" |
-    grep -F "\"namespace\":\"$NAMESPACE\",\"pvcName\":\"$PVC\"" |
-    awk -F "$tab" '$2 == "Completed" { print $1 "\t" $3 "\t" $4 "\t" $5 }' |
-    sort -t "$tab" -k2,2 | tail -n 1
+  mine=$(printf '%s\n' "$all" | grep -F "\"namespace\":\"$NAMESPACE\",\"pvcName\":\"$PVC\"" |
+    awk -F "$tab" '$2 == "Completed"')
+  [ -n "$mine" ] || return 0
+  # The Longhorn volume of this PVC's newest backup (an older incarnation had another volume).
+  volume_of=$(printf '%s\n' "$mine" | sort -t "$tab" -k3,3 | tail -n 1 | cut -f7)
+  volumes=$(kubectl -n "$LONGHORN_NAMESPACE" get backupvolumes.longhorn.io -l "backup-target=$BACKUP_TARGET" -o \
+    'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.volumeName}{"\t"}{.status.lastBackupName}{"\n"}{end}') ||
+    return 1
+  last=$(printf '%s\n' "$volumes" | awk -F "$tab" -v v="$volume_of" '$2 == v || $1 == v { print $3; exit }')
+  if [ -z "$last" ]; then
+    log "Longhorn names no latest backup for volume $volume_of yet (its BackupVolume is not synced)" >&2
+    return 3
+  fi
+  chosen=$(printf '%s\n' "$mine" | awk -F "$tab" -v b="$last" '$1 == b { print $1 "\t" $3 "\t" $4 "\t" $5 }')
+  if [ -z "$chosen" ]; then
+    log "Longhorn names $last the latest backup of volume $volume_of, but it is not listed as completed yet" >&2
+    return 3
+  fi
+  printf '%s\n' "$chosen"
 }
 
 create_volume() {
@@ -184,12 +219,12 @@ wait_restored() {
 
 # What Longhorn's "Create PV/PVC" does: a PV on the CSI driver with the volume as its handle, and
 # the claim with the app's name bound to it (the StatefulSet then adopts the claim).
-create_pv() {
+create_pv() {  # $1: Longhorn volume, $2: size; the PV is called $VOLUME_PREFIX (the held claim's volumeName)
   kubectl create -f - <<EOF
 apiVersion: v1
 kind: PersistentVolume
 metadata:
-  name: "$1"
+  name: "$VOLUME_PREFIX"
   labels:
     app.kubernetes.io/managed-by: hkgen
 spec:
@@ -212,7 +247,9 @@ spec:
 EOF
 }
 
-create_pvc() {
+# The claim with the app's name, held: bound to the PV name $VOLUME_PREFIX, which exists only once
+# the restore is done (the StatefulSet adopts the claim; its pod waits, nothing is provisioned).
+create_held_pvc() {  # $1: size
   kubectl create -f - <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -221,15 +258,14 @@ metadata:
   namespace: "$NAMESPACE"
   labels:
     app.kubernetes.io/managed-by: hkgen
-  annotations:
-    hkgen.io/restored-from: "$3"
+    hkgen.io/held: "true"
 spec:
   accessModes: [ReadWriteOnce]
   storageClassName: "$STORAGE_CLASS"
-  volumeName: "$1"
+  volumeName: "$VOLUME_PREFIX"
   resources:
     requests:
-      storage: "$2"
+      storage: "$1"
 EOF
 }
 
@@ -241,69 +277,101 @@ marker_exists() {
 }
 
 gate_volume() {
-  found=$(kubectl -n "$NAMESPACE" get persistentvolumeclaim "$PVC" --ignore-not-found -o name) ||
+  claim=$(kubectl -n "$NAMESPACE" get persistentvolumeclaim "$PVC" --ignore-not-found -o \
+    'jsonpath={.metadata.name}{"\t"}{.metadata.labels.hkgen\.io/held}') ||
     fail ApiError "cannot read PVC $PVC from the Kubernetes API"
-  if [ -n "$found" ]; then
-    # Without its marker a rebuild would take this volume for a new one and start the app empty
-    # although backups of it exist: make sure the marker is there.
-    if ! have_marker=$(marker_exists); then
-      log "warning: cannot read s3://$BUCKET/$MARKER; the next run checks again"
-      done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be checked: S3 unreachable)"
-    fi
-    if [ "$have_marker" = no ]; then
-      if ! write_marker; then
-        log "warning: cannot write s3://$BUCKET/$MARKER; the next run tries again"
-        done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be written: S3 unreachable)"
+  held=no
+  case $claim in
+    "") ;;
+    *"${tab}true") held=yes ;;
+    *)
+      # Without its marker a rebuild would take this volume for a new one and start the app empty
+      # although backups of it exist: make sure the marker is there.
+      if ! have_marker=$(marker_exists); then
+        log "warning: cannot read s3://$BUCKET/$MARKER; the next run checks again"
+        done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be checked: S3 unreachable)"
       fi
-      done_ok Present "PVC $PVC exists; nothing to restore; marker written, so a rebuild restores it"
-    fi
-    done_ok Present "PVC $PVC exists; nothing to restore"
-  fi
+      if [ "$have_marker" = no ]; then
+        if ! write_marker; then
+          log "warning: cannot write s3://$BUCKET/$MARKER; the next run tries again"
+          done_ok Present "PVC $PVC exists; nothing to restore (its marker could not be written: S3 unreachable)"
+        fi
+        done_ok Present "PVC $PVC exists; nothing to restore; marker written, so a rebuild restores it"
+      fi
+      done_ok Present "PVC $PVC exists; nothing to restore"
+      ;;
+  esac
   have_marker=$(marker_exists) ||
     fail TargetUnreachable "cannot read s3://$BUCKET/$MARKER, so whether $PVC existed before is unknown; see the log above"
   if [ "$have_marker" = no ]; then
     write_marker || fail TargetUnreachable "cannot write the marker s3://$BUCKET/$MARKER"
+    if [ "$held" = yes ]; then
+      # Held for a restore, then its marker was deleted on purpose: the app starts empty. The
+      # waiting pod goes too, so the StatefulSet makes both again, with a new volume.
+      kubectl -n "$NAMESPACE" delete persistentvolumeclaim "$PVC" --wait=false >/dev/null ||
+        fail ApiError "cannot release the held PVC $PVC"
+      kubectl -n "$NAMESPACE" delete pod "$POD" --ignore-not-found >/dev/null ||
+        log "warning: could not delete pod $POD; it starts once it is deleted"
+      done_ok New "PVC $PVC released: its marker is gone, so the app creates an empty volume"
+    fi
     done_ok New "PVC $PVC never existed: marker written, the app creates an empty volume"
   fi
-  log "PVC $PVC existed before (marker s3://$BUCKET/$MARKER): restoring it from its newest backup"
+  log "PVC $PVC existed before (marker s3://$BUCKET/$MARKER): restoring it from its latest backup"
   target=$(kubectl -n "$LONGHORN_NAMESPACE" get backuptargets.longhorn.io "$BACKUP_TARGET" -o \
-    'jsonpath={.status.available}{"\t"}{.status.lastSyncedAt}{"\t"}{.status.conditions[*].message}') ||
-    fail TargetUnreachable "Longhorn backup target $BACKUP_TARGET is not there yet"
-  available=$(printf '%s' "$target" | cut -f1)
-  synced=$(printf '%s' "$target" | cut -f2)
-  if [ "$available" != "true" ]; then
-    fail TargetUnreachable "Longhorn backup target $BACKUP_TARGET is not available: $(printf '%s' "$target" | cut -f3)"
-  fi
-  if [ -z "$synced" ]; then
-    fail NotSynced "Longhorn has not read the backup target $BACKUP_TARGET yet; waiting for its first sync"
-  fi
-  backup=$(latest_backup) || fail ApiError "cannot list Longhorn backups"
-  if [ -z "$backup" ]; then
-    fail NoBackup "PVC $PVC existed before but Longhorn finds no completed backup of it on target $BACKUP_TARGET; $PVC is not created, so its app does not start on an empty volume"
+    'jsonpath={.status.available}{"\t"}{.status.lastSyncedAt}{"\t"}{.status.conditions[*].message}') || target=''
+  backup='' reason='' why=''
+  if [ -z "$target" ]; then
+    reason=TargetUnreachable why="Longhorn backup target $BACKUP_TARGET is not there yet"
+  elif [ "$(printf '%s' "$target" | cut -f1)" != "true" ]; then
+    reason=TargetUnreachable
+    why="Longhorn backup target $BACKUP_TARGET is not available: $(printf '%s' "$target" | cut -f3)"
+  elif [ -z "$(printf '%s' "$target" | cut -f2)" ]; then
+    reason=NotSynced why="Longhorn has not read the backup target $BACKUP_TARGET yet; waiting for its first sync"
+  else
+    backup=$(latest_backup)
+    case $? in
+      0)
+        if [ -z "$backup" ]; then
+          reason=NoBackup
+          why="PVC $PVC existed before but Longhorn finds no completed backup of it on target $BACKUP_TARGET"
+        fi
+        ;;
+      3)
+        reason=NotSynced
+        why="Longhorn is still syncing the backups of $PVC from target $BACKUP_TARGET; waiting for it to name the latest one"
+        ;;
+      *) reason=ApiError why="cannot list Longhorn backups" ;;
+    esac
   fi
   name=$(printf '%s' "$backup" | cut -f1)
   created=$(printf '%s' "$backup" | cut -f2)
   url=$(printf '%s' "$backup" | cut -f3)
   size=$(printf '%s' "$backup" | cut -f4)
-  volume="$VOLUME_PREFIX-${name#backup-}"
-  log "newest backup of $PVC: $name (snapshot of $created, $size bytes) -> Longhorn volume $volume"
-  have=$(kubectl -n "$LONGHORN_NAMESPACE" get volumes.longhorn.io "$volume" --ignore-not-found -o name) ||
-    fail ApiError "cannot read Longhorn volume $volume"
-  if [ -z "$have" ]; then
-    create_volume "$volume" "$url" "$size" || fail RestoreFailed "cannot create Longhorn volume $volume from $url"
+  if [ "$held" = no ]; then
+    # The claim first, so the StatefulSet adopts it instead of provisioning an empty volume.
+    create_held_pvc "${size:-1Gi}" || fail ApiError "cannot create the held PVC $PVC"
   fi
-  wait_restored "$volume" || fail RestoreFailed "Longhorn volume $volume is not restored yet"
-  phase=$(kubectl get persistentvolume "$volume" --ignore-not-found -o 'jsonpath={.status.phase}') ||
-    fail ApiError "cannot read PV $volume"
+  [ -z "$reason" ] || hold "$reason" "$why"
+  volume="$VOLUME_PREFIX-${name#backup-}"
+  log "latest backup of $PVC: $name (snapshot of $created, $size bytes) -> Longhorn volume $volume"
+  have=$(kubectl -n "$LONGHORN_NAMESPACE" get volumes.longhorn.io "$volume" --ignore-not-found -o name) ||
+    hold ApiError "cannot read Longhorn volume $volume"
+  if [ -z "$have" ]; then
+    create_volume "$volume" "$url" "$size" || hold RestoreFailed "cannot create Longhorn volume $volume from $url"
+  fi
+  wait_restored "$volume" || hold RestoreFailed "Longhorn volume $volume is not restored yet"
+  phase=$(kubectl get persistentvolume "$VOLUME_PREFIX" --ignore-not-found -o 'jsonpath={.status.phase}') ||
+    hold ApiError "cannot read PV $VOLUME_PREFIX"
   if [ -z "$phase" ]; then
-    create_pv "$volume" "$size" || fail RestoreFailed "cannot create PV $volume"
+    create_pv "$volume" "$size" || hold RestoreFailed "cannot create PV $VOLUME_PREFIX"
   elif [ "$phase" = "Released" ]; then
     # Left by an earlier claim of the same name: free it for the new one.
-    kubectl patch persistentvolume "$volume" --type json \
+    kubectl patch persistentvolume "$VOLUME_PREFIX" --type json \
       -p '[{"op":"remove","path":"/spec/claimRef/uid"},{"op":"remove","path":"/spec/claimRef/resourceVersion"}]' ||
-      fail RestoreFailed "cannot release PV $volume for $PVC"
+      hold RestoreFailed "cannot release PV $VOLUME_PREFIX for $PVC"
   fi
-  create_pvc "$volume" "$size" "$name" || fail RestoreFailed "cannot create PVC $PVC"
+  kubectl -n "$NAMESPACE" label persistentvolumeclaim "$PVC" hkgen.io/held- "hkgen.io/restored-from=$name" \
+    --overwrite >/dev/null || log "warning: could not mark PVC $PVC restored"
   done_ok Restored "PVC $PVC restored from backup $name (snapshot of $created) into volume $volume"
 }
 
