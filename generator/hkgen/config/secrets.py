@@ -183,15 +183,6 @@ def optional_keys(cluster: Cluster) -> list[SecretKey]:
                       r"^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$")]
 
 
-def sops_age_recipients(data: Any) -> list[str] | None:
-    """The age recipients in a SOPS file's metadata (public keys, in file order); None without any."""
-    sops = data.get("sops") if isinstance(data, dict) else None
-    entries = sops.get("age") if isinstance(sops, dict) else None
-    if not isinstance(entries, list):
-        return None
-    return [str(e.get("recipient")) for e in entries if isinstance(e, dict)]
-
-
 def check_secrets_file(cluster: Cluster, cluster_dir: Path, cluster_doc: Document) -> list[Problem]:
     """Located problems with the cluster's secrets file (without decrypting it)."""
     from .load import load_file
