@@ -589,9 +589,10 @@ def test_reference_flux_system_folder_builds_with_kustomize(tmp_path: Path) -> N
     # final newline would swallow the next entry into its content).
     written = {f["path"] for f in seed["write_files"]}
     cp2 = _reference().node("cp2")
-    from hkgen.areas import rejoin
+    from hkgen.areas import rejoin, seeds
 
-    parts = bootstrap.seed_files(_reference(), cp2) + rejoin.seed_files(_reference(), cp2)
+    launch = seeds.base_launch_config(_reference(), cp2)
+    parts = bootstrap.seed_files(_reference(), cp2) + rejoin.seed_files(_reference(), cp2, launch)
     assert {f["path"] for f in parts} <= written
     key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
     assert sorted(map(key, (d for d in yaml.safe_load_all(content) if d))) == sorted(map(key, built))

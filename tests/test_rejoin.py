@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hkgen.areas import rejoin
+from hkgen.areas import rejoin, seeds
 from hkgen.config.load import load_file
 from hkgen.config.model import Cluster
 from hkgen.validation.validate import validate_document
@@ -174,7 +174,7 @@ class World:
         self.ips = {n.hostname: n.ip for n in self.cluster.nodes}
         # Each peer's kubelet args file as MicroK8s keeps it: its own launch-config arguments.
         peer_args = {n.ip: "\n".join(["--kubeconfig=${SNAP_DATA}/credentials/kubelet.config",
-                                      *rejoin.kubelet_arg_lines(self.cluster, n)]) + "\n"
+                                      *rejoin.kubelet_arg_lines(seeds.base_launch_config(self.cluster, n))]) + "\n"
                      for n in self.cluster.nodes}
         self.world = tmp_path / "world.json"
         self.world.write_text(json.dumps({"ips": self.ips, "peer_args": peer_args, "nodes": {}, "voters": [],
@@ -196,7 +196,8 @@ class World:
         base = self.root / host
         (base / "launcher").mkdir(parents=True)
         (base / "token").write_text(TOKEN + "\n")
-        (base / "own-args").write_text("".join(f"{a}\n" for a in rejoin.kubelet_arg_lines(self.cluster, node)))
+        own = rejoin.kubelet_arg_lines(seeds.base_launch_config(self.cluster, node))
+        (base / "own-args").write_text("".join(f"{a}\n" for a in own))
         role = "worker" if not node.is_control_plane else "control-plane"
         after_join = self.root / "hkgen-microk8s-after-join"  # installed 0755 on the Pi
         if not after_join.exists():

@@ -29,6 +29,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.model import Cluster, Node
+from .engine import (
+    ARGOCD_NAMESPACE,
+    FLUX_MANIFESTS,
+    FLUX_NAMESPACE,
+    MANAGED,
+    flux_engine_objects,
+    flux_sync_objects,
+    pin,
+    repo_is_ssh,
+)
+
+BOOT_SECRETS_DIR = "hkgen"  # folder on the boot partition (/boot/firmware/hkgen on the Pi)
+BOOT_SECRET_FILES = {"age": "age.agekey", "deploy": "deploy-key"}
+PI_BOOT_PARTITION = "/boot/firmware"
+GITOPS_DIR = "/etc/hkgen/gitops"
+FLUX_RELEASES = "https://github.com/fluxcd/flux2/releases/download"
+ARGO_HELM_RELEASES = "https://github.com/argoproj/argo-helm/releases/download"
 
 __all__ = [
     "BOOT_SECRETS_DIR",
@@ -40,65 +57,6 @@ __all__ = [
     "flux_sync_objects",
     "repo_is_ssh",
 ]
-
-BOOT_SECRETS_DIR = "hkgen"  # folder on the boot partition (/boot/firmware/hkgen on the Pi)
-BOOT_SECRET_FILES = {"age": "age.agekey", "deploy": "deploy-key"}
-PI_BOOT_PARTITION = "/boot/firmware"
-GITOPS_DIR = "/etc/hkgen/gitops"
-FLUX_NAMESPACE = "flux-system"
-ARGOCD_NAMESPACE = "argocd"
-FLUX_MANIFESTS = "oci://ghcr.io/fluxcd/flux-manifests"
-FLUX_RELEASES = "https://github.com/fluxcd/flux2/releases/download"
-ARGO_HELM_RELEASES = "https://github.com/argoproj/argo-helm/releases/download"
-# flux2's release workflow signs flux-manifests keyless with cosign from GitHub Actions.
-FLUX_SIGNER = {"issuer": "^https://token\\.actions\\.githubusercontent\\.com$",
-               "subject": "^https://github\\.com/fluxcd/flux2.*$"}
-# `flux install --components-extra` adds these; the bootstrapper installs the four default controllers.
-FLUX_EXTRA_CONTROLLERS = ("image-reflector-controller", "image-automation-controller")
-MANAGED = {"app.kubernetes.io/managed-by": "hkgen"}
-
-
-def repo_is_ssh(cluster: Cluster) -> bool:
-    """True when the engine reads Git over SSH (a deploy key is needed); HTTPS repos are public."""
-    return cluster.repo_url.startswith("ssh://")
-
-
-def _pin(cluster: Cluster, name: str) -> str:
-    return cluster.version("engines", name)
-
-
-def flux_sync_objects(cluster: Cluster) -> list[dict[str, Any]]:
-    """GitRepository and Kustomization `flux-system`: what `flux bootstrap` writes in gotk-sync.yaml."""
-    spec: dict[str, Any] = {"interval": "1m0s", "ref": {"branch": cluster.repo_branch}, "url": cluster.repo_url}
-    if repo_is_ssh(cluster):
-        spec["secretRef"] = {"name": FLUX_NAMESPACE}
-    meta = {"name": FLUX_NAMESPACE, "namespace": FLUX_NAMESPACE}
-    return [
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": meta, "spec": spec},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": meta,
-         "spec": {"interval": "10m0s", "path": f"./clusters/{cluster.name}/flux", "prune": True,
-                  "sourceRef": {"kind": "GitRepository", "name": FLUX_NAMESPACE}}},
-    ]
-
-
-def flux_engine_objects(cluster: Cluster) -> list[dict[str, Any]]:
-    """The pinned flux-manifests artifact and the Kustomization that keeps the controllers at it."""
-    version = _pin(cluster, "flux")
-    meta = {"name": "flux-engine", "namespace": FLUX_NAMESPACE, "labels": dict(MANAGED)}
-    drop = [{"patch": f"$patch: delete\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n"
-                      f"  namespace: {FLUX_NAMESPACE}\n",
-             "target": {"kind": "Deployment", "name": name}} for name in FLUX_EXTRA_CONTROLLERS]
-    return [
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "metadata": meta,
-         "spec": {"interval": "1h", "url": FLUX_MANIFESTS, "ref": {"tag": version},
-                  "verify": {"provider": "cosign", "matchOIDCIdentity": [dict(FLUX_SIGNER)]}}},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": meta,
-         "spec": {"interval": "1h", "retryInterval": "5m", "timeout": "10m", "path": "./",
-                  # Never prune the engine: a bad artifact must not delete the controllers.
-                  "prune": False, "wait": True,
-                  "sourceRef": {"kind": "OCIRepository", "name": "flux-engine"}, "patches": drop}},
-    ]
-
 
 def argocd_seed_objects(cluster: Cluster) -> list[dict[str, Any]]:
     """What starts Argo CD's app of apps: the hkgen-sops plugin's ConfigMap (the repo server's
@@ -143,7 +101,7 @@ def bootstrap_config(cluster: Cluster) -> dict[str, str]:
         "repo_ssh": "yes" if ssh else "no",
     }
     if flux:
-        version = _pin(cluster, "flux").removeprefix("v")
+        version = pin(cluster, "flux").removeprefix("v")
         conf |= {
             "engine_probe": "deployment/kustomize-controller",
             "sync_probe": "kustomizations.kustomize.toolkit.fluxcd.io/flux-system",
@@ -152,8 +110,8 @@ def bootstrap_config(cluster: Cluster) -> dict[str, str]:
             "git_secret": FLUX_NAMESPACE,
             "git_secret_labels": "",
             "flux_cli_url": f"{FLUX_RELEASES}/v{version}/flux_{version}_linux_arm64.tar.gz",
-            "flux_cli_sha256": _pin(cluster, "flux-cli-linux-arm64-sha256"),
-            "manifest_sha256": _pin(cluster, "flux-manifests-sha256"),
+            "flux_cli_sha256": pin(cluster, "flux-cli-linux-arm64-sha256"),
+            "manifest_sha256": pin(cluster, "flux-manifests-sha256"),
         }
     else:
         chart = cluster.version("charts", "argo-cd")
@@ -164,7 +122,7 @@ def bootstrap_config(cluster: Cluster) -> dict[str, str]:
             "git_secret": "hkgen-repository",
             "git_secret_labels": "argocd.argoproj.io/secret-type=repository",
             "chart_url": f"{ARGO_HELM_RELEASES}/argo-cd-{chart}/argo-cd-{chart}.tgz",
-            "chart_sha256": _pin(cluster, "argo-cd-chart-sha256"),
+            "chart_sha256": pin(cluster, "argo-cd-chart-sha256"),
             "chart_values": f"{GITOPS_DIR}/argocd-values.yaml",
             "chart_release": "argocd",
         }

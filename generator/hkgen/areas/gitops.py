@@ -32,7 +32,7 @@ from typing import Any
 from ..config.model import Cluster
 from ..core.errors import Problem, RenderError
 from ..core.resources import data_dir
-from .bootstrap import flux_engine_objects, flux_sync_objects, repo_is_ssh
+from .engine import flux_engine_objects, flux_sync_objects, repo_is_ssh
 from .parts import LAYERS, Component, Format, OutputFile, Release, freeze
 
 __all__ = [

@@ -15,6 +15,7 @@ The settings join hkgen-microk8s-join's configuration file (join.conf); seeds.py
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from ..config.model import Cluster, Node
@@ -25,11 +26,11 @@ OWN_KUBELET_ARGS = "/etc/hkgen/microk8s/kubelet-args"
 MICROK8S_DATA = "/var/snap/microk8s/current"
 
 
-def kubelet_arg_lines(cluster: Cluster, node: Node) -> list[str]:
-    """The node's own kubelet arguments (`--flag=value`), as its launch configuration sets them."""
-    from .seeds import base_launch_config
-
-    args = base_launch_config(cluster, node).get("extraKubeletArgs") or {}
+def kubelet_arg_lines(launch_config: Mapping[str, Any]) -> list[str]:
+    """The node's own kubelet arguments (`--flag=value`), as its launch configuration (the seed's
+    /etc/microk8s.yaml, `seeds.base_launch_config`) sets them.
+    """
+    args = launch_config.get("extraKubeletArgs") or {}
     return [f"{flag}={value}" for flag, value in args.items() if value is not None]
 
 
@@ -45,7 +46,7 @@ def join_settings(cluster: Cluster, node: Node) -> dict[str, str]:
     }
 
 
-def seed_files(cluster: Cluster, node: Node) -> list[dict[str, Any]]:
+def seed_files(cluster: Cluster, node: Node, launch_config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """write_files entries (same shape as seeds._file) of the after-join and reclaim steps."""
     def file(path: str, template: str, mode: str = "0644", data: Any = None) -> dict[str, Any]:
         return {"path": path, "permissions": mode, "template": f"core/cloud-init/files/{template}",
@@ -53,7 +54,7 @@ def seed_files(cluster: Cluster, node: Node) -> list[dict[str, Any]]:
 
     files = [
         file("/usr/local/sbin/hkgen-microk8s-after-join", "hkgen-microk8s-after-join.sh", "0755"),
-        file(OWN_KUBELET_ARGS, "lines.j2", "0644", kubelet_arg_lines(cluster, node)),
+        file(OWN_KUBELET_ARGS, "lines.j2", "0644", kubelet_arg_lines(launch_config)),
     ]
     if node.is_control_plane:
         members = [f"{n.hostname} {n.ip} {'control-plane' if n.is_control_plane else 'worker'}"

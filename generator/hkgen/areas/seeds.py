@@ -571,7 +571,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         ]
     files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
     files += gitops_bootstrap.seed_files(cluster, node)  # control planes install the GitOps engine
-    files += rejoin.seed_files(cluster, node)  # zero-touch reflash
+    files += rejoin.seed_files(cluster, node, base_launch_config(cluster, node))  # zero-touch reflash
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
