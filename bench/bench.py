@@ -324,6 +324,8 @@ def main() -> int:
     sizes = [(9, 5)] if args.quick else [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")]
     pairs = 3 if args.quick else max(args.pairs, 1)
     rows: dict[str, dict[str, Any]] = {}
+    print(f"hkgen benchmark ({'quick' if args.quick else 'full'}), paired ratios, median of {pairs} pairs, "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="hkgen-bench-") as tmp:
         work = Path(tmp)
         cache = work / "cache"
@@ -337,22 +339,22 @@ def main() -> int:
         # A quarter of a second each: 11 pairs cost little and keep one busy moment out of the median.
         validate = Pair(command([*HKGEN, "validate", "-q", str(ref)]), command(FLOOR_VALIDATE),
                         pairs if args.quick else max(pairs, 11))
-        rows["reference"] = measure(ref, work, cache, pairs)
-        for nodes, apps in sizes:
-            # --quick: one pair for the synthetic 9 nodes (it only proves the generator works).
-            rows[f"{nodes}x{apps}"] = measure(synthetic(nodes, apps, work), work, cache, 1 if args.quick else pairs)
-    print(f"hkgen benchmark ({'quick' if args.quick else 'full'}), paired ratios, median of {pairs} pairs, "
-          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"validate clusters/home: {validate.a:.3f} s vs floor (import ruamel.yaml, jinja2) {validate.b:.3f} s: "
-          f"{validate.ratio:.2f}x {verdict(validate.ratio, TARGETS['validate_vs_floor'])}")
-    print(f"{'cluster':>10} {'files':>6} {'built/roots':>11} {'render':>8} {'write floor':>11} {'render/floor':>12} "
-          f"{'no-op/render':>12} {'check/kz (built, cold)':>22} {'check/kz (all, cold)':>20} "
-          f"{'check/kz (built, warm)':>22} {'peak RSS':>9}")
-    for name, r in rows.items():
-        print(f"{name:>10} {r['files']:>6} {r['built']:>5}/{r['roots']:<5} "
-              f"{r['render'].a:>7.2f}s {r['render'].b:>10.2f}s "
-              f"{r['render'].ratio:>11.2f}x {r['noop'].ratio:>11.2f}x {r['check_cold'].ratio:>21.2f}x "
-              f"{r['check_cold_all'].ratio:>19.2f}x {r['check_warm'].ratio:>21.2f}x {r['rss']:>7.0f}MB")
+        print(f"validate clusters/home: {validate.a:.3f} s vs floor (import ruamel.yaml, jinja2) {validate.b:.3f} s: "
+              f"{validate.ratio:.2f}x {verdict(validate.ratio, TARGETS['validate_vs_floor'])}")
+        print(f"{'cluster':>10} {'files':>6} {'built/roots':>11} {'render':>8} {'write floor':>11} "
+              f"{'render/floor':>12} {'no-op/render':>12} {'check/kz (built, cold)':>22} "
+              f"{'check/kz (all, cold)':>20} {'check/kz (built, warm)':>22} {'peak RSS':>9}", flush=True)
+        clusters = [("reference", ref, pairs)]
+        # --quick: one pair for the synthetic 9 nodes (it only proves the generator works).
+        clusters += [(f"{n}x{a}", (n, a), 1 if args.quick else pairs) for n, a in sizes]
+        for name, where, count in clusters:
+            cdir = where if isinstance(where, Path) else synthetic(where[0], where[1], work)
+            r = rows[name] = measure(cdir, work, cache, count)
+            print(f"{name:>10} {r['files']:>6} {r['built']:>5}/{r['roots']:<5} "
+                  f"{r['render'].a:>7.2f}s {r['render'].b:>10.2f}s "
+                  f"{r['render'].ratio:>11.2f}x {r['noop'].ratio:>11.2f}x {r['check_cold'].ratio:>21.2f}x "
+                  f"{r['check_cold_all'].ratio:>19.2f}x {r['check_warm'].ratio:>21.2f}x {r['rss']:>7.0f}MB",
+                  flush=True)
     ref_row = rows["reference"]
     cold = ref_row["check_cold"].ratio
     print(f"render --check of clusters/home (cold) vs sequential kustomize of the {ref_row['built']} roots it builds: "
