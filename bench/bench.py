@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""hkgen benchmarks: validate, render, render --check, no-op re-render and peak memory on
-synthetic clusters (9/100/1,000 nodes; 5/50 apps), next to bare `kubectl kustomize` over the
-same kustomization roots. Prints ratios, not only times.
+"""hkgen benchmarks: every figure a paired ratio against a yardstick run in alternation with it.
 
-    .venv/bin/python bench/bench.py            # full run (a few minutes on 2 cores)
-    .venv/bin/python bench/bench.py --quick    # 9 nodes only, one repetition (CI smoke test)
+    .venv/bin/python bench/bench.py            # reference + 9/100/1,000 nodes (10-15 minutes on 2 cores)
+    .venv/bin/python bench/bench.py --quick    # reference (3 pairs) + 9 nodes (1 pair): a smoke test
 
-Every figure is wall-clock time of a real process (interpreter start included), median of
---repeat runs; peak RSS comes from wait4() of that process. hkgen's bytecode is cached (in the
-temporary folder), as in an installed hkgen.
+A pair is one run of hkgen and one of its yardstick, back to back, alternating which goes first;
+the ratio of a figure is the median of its pairs' ratios (>= 7 pairs in a full run), so a busy
+moment of a shared machine hits both sides. Yardsticks:
+- validate: `python -I -c "import ruamel.yaml, jinja2"` (the interpreter and the YAML/Jinja
+  imports any Python tool of this kind pays);
+- render --check: a sequential `kustomize build` (as hkgen runs it) of the roots hkgen builds (the
+  top roots), and separately of all roots; cold = hkgen's verification cache emptied first;
+- clean render: the write floor, the same files (bytes, modes, folders) written by plain Python
+  from a blob in a fresh interpreter; the verification cache is emptied before each clean render;
+- no-op re-render (tree current, caches warm): the clean render.
+Every run is a real process (interpreter start included); peak RSS comes from wait4(). hkgen's
+bytecode and its cache folder live in the temporary folder, as in an installed hkgen.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import ipaddress
+import marshal
 import os
 import shutil
 import statistics
@@ -23,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,13 +42,30 @@ from hkgen.config.load import load_file  # noqa: E402
 from hkgen.core.yamlio import dump  # noqa: E402
 
 HKGEN = [sys.executable, "-m", "hkgen"]
+FLOOR_VALIDATE = [sys.executable, "-I", "-c", "import ruamel.yaml, jinja2"]
 TARGETS = {
-    "validate_ref_s": 0.3,
-    "check_vs_kustomize": 1.5,
-    "render_1000_s": 15.0,
-    "rss_1000_mb": 400.0,
-    "scale_1000_100": 12.0,
+    "validate_vs_floor": 1.2,
+    "check_vs_kustomize_built": 1.5,
+    "noop_vs_clean": 0.3,
+    "render_1000_vs_write_floor": 2.5,
+    "rss_1000_mb": 150.0,
 }
+# Writes the files of a marshalled [(relative path, bytes, mode)] under a folder: the least any
+# generator of the same tree must do.
+WRITE_FLOOR = (
+    "import marshal, os, sys\n"
+    "dest = sys.argv[2]\n"
+    "made = set()\n"
+    "for rel, data, mode in marshal.load(open(sys.argv[1], 'rb')):\n"
+    "    path = os.path.join(dest, rel)\n"
+    "    folder = os.path.dirname(path)\n"
+    "    if folder not in made:\n"
+    "        os.makedirs(folder, exist_ok=True)\n"
+    "        made.add(folder)\n"
+    "    with open(path, 'wb') as fh:\n"
+    "        fh.write(data)\n"
+    "    os.chmod(path, mode)\n"
+)
 
 
 # hkgen runs with its bytecode cached, as an installed hkgen has it (pip compiles .pyc files at
@@ -59,17 +85,54 @@ def run(argv: list[str], cwd: Path | None = None) -> tuple[float, float, int, st
     return elapsed, usage.ru_maxrss / 1024, proc.returncode, output
 
 
-def median_run(argv: list[str], repeat: int, cwd: Path | None = None, prepare: Any = None) -> tuple[float, float, str]:
-    times, rss, out = [], [], ""
-    for _ in range(repeat):
+def checked(argv: list[str]) -> tuple[float, float, str]:
+    seconds, rss, code, out = run(argv)
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({code}):\n{out[-2000:]}")
+    return seconds, rss, out
+
+
+Side = Callable[[], tuple[float, float]]  # one timed run: (seconds, peak RSS MiB)
+
+
+def command(argv: list[str], prepare: Callable[[], None] | None = None) -> Side:
+    def side() -> tuple[float, float]:
         if prepare:
             prepare()
-        t, m, code, out = run(argv, cwd)
-        if code != 0:
-            raise SystemExit(f"{' '.join(argv)} failed ({code}):\n{out[-2000:]}")
-        times.append(t)
-        rss.append(m)
-    return statistics.median(times), max(rss), out
+        seconds, rss, _out = checked(argv)
+        return seconds, rss
+
+    return side
+
+
+def sequence(argvs: list[list[str]]) -> Side:
+    """The commands one after the other, as one timed run (a shell loop without the shell)."""
+    def side() -> tuple[float, float]:
+        total, peak = 0.0, 0.0
+        for argv in argvs:
+            seconds, rss, _out = checked(argv)
+            total, peak = total + seconds, max(peak, rss)
+        return total, peak
+
+    return side
+
+
+class Pair:
+    """Medians of A, B and of the paired ratios A/B, and A's peak RSS."""
+
+    def __init__(self, a: Side, b: Side, pairs: int) -> None:
+        ta: list[float] = []
+        tb: list[float] = []
+        self.rss = 0.0
+        for i in range(pairs):
+            order = ((0, a), (1, b)) if i % 2 == 0 else ((1, b), (0, a))
+            for which, side in order:
+                seconds, rss = side()
+                (ta if which == 0 else tb).append(seconds)
+                if which == 0:
+                    self.rss = max(self.rss, rss)
+        self.a, self.b = statistics.median(ta), statistics.median(tb)
+        self.ratio = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
 
 
 def synthetic(nodes: int, apps: int, dest: Path) -> Path:
@@ -179,16 +242,22 @@ def make_secrets(cluster_dir: Path) -> None:
     (cluster_dir / "secrets.sops.yaml").write_text(enc.stdout)
 
 
-def kustomize_roots(cluster_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in cluster_dir.rglob("kustomization.yaml"))
+def tree_of(cluster_dir: Path) -> dict[PurePosixPath, tuple[bytes, int]]:
+    """The rendered files under a cluster folder (inputs excluded): path -> (bytes, mode)."""
+    out = {}
+    for path in sorted(cluster_dir.rglob("*")):
+        if path.is_file() and path.name not in ("cluster.yaml", "secrets.sops.yaml"):
+            rel = PurePosixPath(path.relative_to(cluster_dir).as_posix())
+            out[rel] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    return out
 
 
-def bare_kustomize(roots: list[Path]) -> float:
-    """Seconds for `kubectl kustomize` over every root, one after the other (like the peer's loop)."""
-    start = time.perf_counter()
-    for root in roots:
-        subprocess.run(["kubectl", "kustomize", str(root)], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+def roots_of(cluster_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(the top roots hkgen builds, all kustomization roots) of a rendered cluster folder."""
+    from hkgen.verify.tree import kustomize_roots, top_roots
+
+    tree = {p: data for p, (data, _mode) in tree_of(cluster_dir).items() if p.name == "kustomization.yaml"}
+    return [cluster_dir / r for r in top_roots(tree)], [cluster_dir / r for r in kustomize_roots(tree)]
 
 
 def clean_tree(cluster_dir: Path) -> None:
@@ -197,87 +266,111 @@ def clean_tree(cluster_dir: Path) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+def forget_verification(cache: Path) -> None:
+    shutil.rmtree(cache / "hkgen" / "verified", ignore_errors=True)
+
+
+def measure(cdir: Path, work: Path, cache: Path, pairs: int) -> dict[str, Any]:
+    """Every paired figure of one cluster folder."""
+    from hkgen.verify.kustomize import kustomize_command
+
+    checked([*HKGEN, "render", "-q", str(cdir)])  # the tree to compare with, caches warm
+    tree = tree_of(cdir)
+    built, every = roots_of(cdir)
+    kz = list(kustomize_command())
+    row: dict[str, Any] = {"files": len(tree), "built": len(built), "roots": len(every)}
+
+    def clean() -> None:
+        clean_tree(cdir)
+        forget_verification(cache)
+
+    render = command([*HKGEN, "render", "-q", str(cdir)], prepare=clean)
+    blob = work / f"{cdir.parent.parent.name}.marshal"
+    blob.write_bytes(marshal.dumps([(str(p), data, mode) for p, (data, mode) in tree.items()]))
+    floor_dest = work / "floor"
+    floor = command([sys.executable, "-c", WRITE_FLOOR, str(blob), str(floor_dest)],
+                    prepare=lambda: shutil.rmtree(floor_dest, ignore_errors=True))
+    row["render"] = Pair(render, floor, pairs)
+    checked([*HKGEN, "render", "-q", str(cdir)])
+    noop = command([*HKGEN, "render", "-q", str(cdir)])
+    row["noop"] = Pair(noop, render, pairs)
+    checked([*HKGEN, "render", "-q", str(cdir)])  # current again (the pair above ends on either side)
+    check_cold = command([*HKGEN, "render", "--check", "-q", str(cdir)], prepare=lambda: forget_verification(cache))
+    row["check_cold"] = Pair(check_cold, sequence([[*kz, str(r)] for r in built]), pairs)
+    row["check_cold_all"] = Pair(check_cold, sequence([[*kz, str(r)] for r in every]),
+                                 pairs if pairs <= 3 else max(3, pairs // 2))
+    row["check_warm"] = Pair(command([*HKGEN, "render", "--check", "-q", str(cdir)]),
+                             sequence([[*kz, str(r)] for r in built]), pairs)
+    _, _, noop_out = checked([*HKGEN, "render", str(cdir)])
+    row["noop_written"] = sum(
+        int(x.split()[0])
+        for x in noop_out.strip().splitlines()[-1].split(": ", 1)[1].split(", ")
+        if x.split()[1] in ("created", "changed", "removed")
+    )
+    row["rss"] = max(row["render"].rss, row["check_cold"].rss)
+    return row
+
+
+def verdict(value: float, target: float) -> str:
+    return f"[target <= {target}] {'OK' if value <= target else 'MISSED'}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="9 nodes / 5 apps, one repetition")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="reference (3 pairs) + 9 nodes / 5 apps (1 pair)")
+    parser.add_argument("--pairs", type=int, default=7, help="pairs per figure (default 7)")
+    parser.add_argument("--sizes", default="9x5,100x50,1000x50", help="NODESxAPPS,... (default 9x5,100x50,1000x50)")
     args = parser.parse_args()
-    sizes = [(9, 5)] if args.quick else [(9, 5), (9, 50), (100, 5), (100, 50), (1000, 5), (1000, 50)]
-    repeat = 1 if args.quick else args.repeat
-    rows: dict[tuple[int, int], dict[str, float]] = {}
+    sizes = [(9, 5)] if args.quick else [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")]
+    pairs = 3 if args.quick else max(args.pairs, 1)
+    rows: dict[str, dict[str, Any]] = {}
+    print(f"hkgen benchmark ({'quick' if args.quick else 'full'}), paired ratios, median of {pairs} pairs, "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="hkgen-bench-") as tmp:
         work = Path(tmp)
+        cache = work / "cache"
         ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        ENV["XDG_CACHE_HOME"] = str(cache)
         ref = work / "ref" / "clusters" / "home"
         ref.mkdir(parents=True)
         for name in ("cluster.yaml", "secrets.sops.yaml"):
             shutil.copy2(REPO / "clusters/home" / name, ref / name)
-        run([*HKGEN, "validate", "-q", str(ref)])  # compiles and caches the bytecode
-        # A quarter of a second each: 11 runs cost little and keep one busy moment of a shared
-        # machine out of the median.
-        validate_runs = repeat if args.quick else max(repeat, 11)
-        t_validate_ref, _, _ = median_run([*HKGEN, "validate", "-q", str(ref)], validate_runs)
-        for nodes, apps in sizes:
-            cdir = synthetic(nodes, apps, work)
-            t_validate, rss_v, _ = median_run([*HKGEN, "validate", "-q", str(cdir)], repeat)
-            t_render, rss_r, _ = median_run(
-                [*HKGEN, "render", "-q", str(cdir)], repeat, prepare=lambda c=cdir: clean_tree(c)
-            )
-            t_check, rss_c, _ = median_run([*HKGEN, "render", "--check", "-q", str(cdir)], repeat)
-            _, _, noop_out = median_run([*HKGEN, "render", str(cdir)], 1)
-            roots = kustomize_roots(cdir)
-            t_kz = statistics.median(bare_kustomize(roots) for _ in range(repeat)) if roots else 0.0
-            files = sum(1 for p in cdir.rglob("*") if p.is_file())
-            noop_written = sum(
-                int(x.split()[0])
-                for x in noop_out.strip().splitlines()[-1].split(": ", 1)[1].split(", ")
-                if x.split()[1] in ("created", "changed", "removed")
-            )
-            rows[(nodes, apps)] = {
-                "validate": t_validate,
-                "render": t_render,
-                "check": t_check,
-                "kustomize": t_kz,
-                "roots": len(roots),
-                "files": files,
-                "rss": max(rss_v, rss_r, rss_c),
-                "noop_written": noop_written,
-            }
-    print(
-        f"hkgen benchmark ({'quick' if args.quick else 'full'}), median of {repeat} run(s), "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
-    )
-    print(
-        f"validate clusters/home (interpreter start included, bytecode cached, median of {validate_runs}): "
-        f"{t_validate_ref:.3f} s "
-        f"[target <= {TARGETS['validate_ref_s']} s] {'OK' if t_validate_ref <= TARGETS['validate_ref_s'] else 'MISSED'}"
-    )
-    header = (
-        f"{'nodes':>6} {'apps':>5} {'files':>6} {'roots':>5} {'validate':>9} {'render':>8} {'check':>8} "
-        f"{'kustomize':>10} {'check/kz':>9} {'peak RSS':>9} {'no-op writes':>12}"
-    )
-    print(header)
-    for (nodes, apps), r in rows.items():
-        ratio = r["check"] / r["kustomize"] if r["kustomize"] else float("nan")
-        print(
-            f"{nodes:>6} {apps:>5} {r['files']:>6.0f} {r['roots']:>5.0f} {r['validate']:>8.2f}s {r['render']:>7.2f}s "
-            f"{r['check']:>7.2f}s {r['kustomize']:>9.2f}s {ratio:>8.2f}x {r['rss']:>7.0f}MB {r['noop_written']:>12.0f}"
-        )
-    ref_row = rows[(9, 5)]
-    ratio = ref_row["check"] / ref_row["kustomize"] if ref_row["kustomize"] else float("nan")
-    print(
-        f"render --check of a 9-node cluster vs bare kustomize over its roots: {ratio:.2f}x "
-        f"[target <= {TARGETS['check_vs_kustomize']}x] {'OK' if ratio <= TARGETS['check_vs_kustomize'] else 'MISSED'}"
-    )
-    if (1000, 50) in rows and (100, 50) in rows:
-        big, mid = rows[(1000, 50)], rows[(100, 50)]
-        scale = big["render"] / mid["render"]
-        for label, value, target in (
-            ("render 1000 nodes/50 apps", big["render"], TARGETS["render_1000_s"]),
-            ("peak RSS 1000 nodes/50 apps (MB)", big["rss"], TARGETS["rss_1000_mb"]),
-            ("time(1000)/time(100)", scale, TARGETS["scale_1000_100"]),
-        ):
-            print(f"{label}: {value:.2f} [target <= {target}] {'OK' if value <= target else 'MISSED'}")
+        checked([*HKGEN, "validate", "-q", str(ref)])  # compiles the bytecode, fills the caches
+        # A quarter of a second each: 11 pairs cost little and keep one busy moment out of the median.
+        validate = Pair(command([*HKGEN, "validate", "-q", str(ref)]), command(FLOOR_VALIDATE),
+                        pairs if args.quick else max(pairs, 11))
+        print(f"validate clusters/home: {validate.a:.3f} s vs floor (import ruamel.yaml, jinja2) {validate.b:.3f} s: "
+              f"{validate.ratio:.2f}x {verdict(validate.ratio, TARGETS['validate_vs_floor'])}")
+        print(f"{'cluster':>10} {'files':>6} {'built/roots':>11} {'render':>8} {'write floor':>11} "
+              f"{'render/floor':>12} {'no-op/render':>12} {'check/kz (built, cold)':>22} "
+              f"{'check/kz (all, cold)':>20} {'check/kz (built, warm)':>22} {'peak RSS':>9}", flush=True)
+        clusters = [("reference", ref, pairs)]
+        # --quick: one pair for the synthetic 9 nodes (it only proves the generator works).
+        clusters += [(f"{n}x{a}", (n, a), 1 if args.quick else pairs) for n, a in sizes]
+        for name, where, count in clusters:
+            cdir = where if isinstance(where, Path) else synthetic(where[0], where[1], work)
+            r = rows[name] = measure(cdir, work, cache, count)
+            print(f"{name:>10} {r['files']:>6} {r['built']:>5}/{r['roots']:<5} "
+                  f"{r['render'].a:>7.2f}s {r['render'].b:>10.2f}s "
+                  f"{r['render'].ratio:>11.2f}x {r['noop'].ratio:>11.2f}x {r['check_cold'].ratio:>21.2f}x "
+                  f"{r['check_cold_all'].ratio:>19.2f}x {r['check_warm'].ratio:>21.2f}x {r['rss']:>7.0f}MB",
+                  flush=True)
+    ref_row = rows["reference"]
+    cold = ref_row["check_cold"].ratio
+    print(f"render --check of clusters/home (cold) vs sequential kustomize of the {ref_row['built']} roots it builds: "
+          f"{cold:.2f}x {verdict(cold, TARGETS['check_vs_kustomize_built'])}")
+    print(f"no-op re-render vs clean render (clusters/home): {ref_row['noop'].ratio:.2f}x "
+          f"{verdict(ref_row['noop'].ratio, TARGETS['noop_vs_clean'])}")
+    if "1000x50" in rows:
+        big = rows["1000x50"]
+        print(f"clean render 1000 nodes/50 apps vs write floor: {big['render'].ratio:.2f}x "
+              f"{verdict(big['render'].ratio, TARGETS['render_1000_vs_write_floor'])}")
+        print(f"peak RSS 1000 nodes/50 apps: {big['rss']:.0f} MB {verdict(big['rss'], TARGETS['rss_1000_mb'])}")
+        if "100x50" in rows:
+            mid = rows["100x50"]
+            scale, files = big["render"].a / mid["render"].a, big["files"] / mid["files"]
+            print(f"t(1000)/t(100), 50 apps: {scale:.2f} [target <= files ratio {files:.2f}] "
+                  f"{'OK' if scale <= files else 'MISSED'}")
     print(f"no-op re-render files written: {max(r['noop_written'] for r in rows.values()):.0f} [target 0]")
     return 0
 

@@ -101,6 +101,10 @@ def _hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
     monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
+    # The CLI sets a process-wide cache folder; an in-process run must not leave it to the next test.
+    from hkgen.core import resources
+
+    monkeypatch.setattr(resources, "_CACHE", [])
 
 
 @pytest.fixture

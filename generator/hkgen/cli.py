@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -21,7 +20,11 @@ __all__ = ["main"]
 def _command_modules() -> list[ModuleType]:
     from . import commands
 
-    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    # The folder's module files, as pkgutil.iter_modules would list them (without importing
+    # pkgutil: 10-15 ms of every start, which pre-commit pays on each commit).
+    names = sorted({name.rsplit(".", 1)[0] for folder in commands.__path__
+                    for name in os.listdir(folder)  # noqa: PTH208 - names only
+                    if name.endswith((".py", ".pyc")) and not name.startswith("_")})
     order = {n: i for i, n in enumerate(commands.ORDER)}
     names.sort(key=lambda n: (order.get(n, len(order)), n))
     return [importlib.import_module(f"{commands.__name__}.{n}") for n in names]

@@ -101,7 +101,14 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     say(f"rendering {len(blueprint.files)} files")
     tree = render_blueprint(blueprint)
     if verify:
-        say("verifying: YAML 1.1/1.2, kustomize builds, schemas")
-        verify_tree(blueprint, tree)
+        from .verify.cache import known_verified, record_verified, tree_key
+
+        key = tree_key(blueprint, tree)
+        if known_verified(key):
+            say("verified before: the same files, hkgen and tools")
+        else:
+            say("verifying: YAML 1.1/1.2, kustomize builds, schemas")
+            verify_tree(blueprint, tree)
+            record_verified(key)
     modes = {f.path: f.mode for f in blueprint.files}
     return Rendering(file.parent, validation, blueprint, tree, modes)

@@ -143,17 +143,20 @@ def _kustomization(namespace: str, files: list[OutputFile]) -> OutputFile:
 
 def _render_values(template: str, context: Mapping[str, Any], cluster: Cluster) -> Any:
     """A release's values: its template rendered now and read back as data."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
+    from ..config.load import load_text
+    from ..core.errors import ConfigError
     from ..render.jinja import render_file
 
     text = render_file(OutputFile(PurePosixPath("values.yaml"), template, freeze(context), format="text"),
                        {"cluster": cluster}, cluster.source).decode("utf-8")
     try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as err:
-        raise RenderError([Problem(template, 0, 0, "$", f"values do not parse as YAML: {err}")]) from err
+        # hkgen's YAML 1.2 reader (libyaml-fast, ruamel's reading): ruamel's pure-Python parser
+        # was a sixth of a no-op re-render.
+        data = load_text(text, template).data
+    except ConfigError as err:
+        first = err.problems[0]
+        raise RenderError([Problem(template, first.line, first.col, first.path,
+                                   f"values do not parse as YAML: {first.message}")]) from err
     if not isinstance(data, dict):
         raise RenderError([Problem(template, 0, 0, "$", "values must be a mapping")])
     return data

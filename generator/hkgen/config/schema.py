@@ -24,12 +24,11 @@ __all__ = ["PINNED_GROUPS", "apply_defaults", "cluster_schema", "composed_schema
 @cache
 def default_versions() -> dict[str, dict[str, str]]:
     """hkgen's pinned chart and image versions (versions.yaml), as strings."""
-    from ruamel.yaml import YAML
+    from .load import load_generated
 
-    # ruamel's libyaml-based safe loader: ruamel is loaded for cluster.yaml anyway, so `hkgen
-    # validate` does not import PyYAML as well (15 ms of the pre-commit hook's run).
+    # libyaml, as for cluster.yaml itself: `hkgen validate` does not import ruamel at all.
     path = package_dir() / "versions.yaml"
-    data = YAML(typ="safe").load(path.read_text("utf-8"))
+    data = load_generated(path.read_text("utf-8"), str(path)).data
     return {group: {k: str(v) for k, v in pins.items()} for group, pins in data.items()}
 
 

@@ -67,20 +67,23 @@ def environment() -> Any:
 
     from ..core.yamlio import scalar
 
-    env = Environment(
+    options: dict[str, Any] = {
+        "undefined": StrictUndefined,
+        "keep_trailing_newline": True,
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+        "autoescape": False,  # output is YAML/text, values go through the yaml filter
+        "auto_reload": False,
+    }
+    env = Environment(  # noqa: S701 - autoescape is off on purpose (see options)
         loader=PrefixLoader(
             {
                 "core": FileSystemLoader(str(data_dir("templates"))),
                 "apps": FileSystemLoader(str(data_dir("apps"))),
             }
         ),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 - output is YAML/text, values go through the yaml filter
-        auto_reload=False,
-        bytecode_cache=_bytecode_cache(FileSystemBytecodeCache),
+        bytecode_cache=_bytecode_cache(FileSystemBytecodeCache, options),
+        **options,
     )
     env.filters.update(
         yaml=scalar,
@@ -92,20 +95,33 @@ def environment() -> Any:
     return env
 
 
-def _bytecode_cache(factory: Any) -> Any:
+def _bytecode_cache(factory: Any, options: Mapping[str, Any]) -> Any:
     """Compiled templates kept in the CLI's cache folder across runs.
 
     Compiling ~80 templates costs about 0.4 s per run; loading them compiled costs a few ms.
-    Jinja keys the cache by template source checksum, so a changed template is recompiled.
+    Jinja keys each entry by the template's name and source only, so the folder itself is keyed by
+    everything else that shapes the compiled code: the jinja2 version, the Environment options
+    and hkgen's own code (which sets them). Folders of other keys unused for a day are dropped.
     """
+    import hashlib
+    import shutil
+    import time
+
     from .. import __version__
+    from ..core.fingerprint import code_hash, dist_version
     from ..core.resources import cache_dir
 
     base = cache_dir()
     if base is None:
         return None
-    folder = base / f"jinja-{__version__}"
+    described = "\0".join(f"{name}={value!r}" for name, value in sorted(options.items()))
+    key = hashlib.sha256(f"{__version__}\0jinja2 {dist_version('jinja2')}\0{code_hash()}\0{described}".encode())
+    folder = base / f"jinja-{key.hexdigest()[:32]}"
     try:
+        if not folder.is_dir():
+            for old in base.glob("jinja-*"):
+                if old.is_dir() and old.stat().st_mtime < time.time() - 86400:
+                    shutil.rmtree(old, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
         return None  # a read-only home: compile every time, as without a cache

@@ -764,9 +764,15 @@ def validate_document(doc: Document) -> Validation:
     schema = cluster_schema()
     if not isinstance(doc.data, dict):
         return Validation((doc.problem((), f"expected a mapping at the top level, got {_type_of(doc.data)}"),), None)
-    problems = list(_schema_problems(doc, schema))
+    from .verdict import known_clean, record_clean, schema_key
+
+    key = schema_key(doc.data, schema)
+    clean = known_clean(key)
+    problems = [] if clean else list(_schema_problems(doc, schema))
     if problems:
         return Validation(tuple(sorted(set(problems))), None)
+    if not clean:
+        record_clean(key)
     data = apply_defaults(doc.data)
     cluster = build_model(data, doc.file, default_versions(), list(load_catalogue()))
     problems = _Checks(doc, data, cluster).run()
