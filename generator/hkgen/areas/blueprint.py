@@ -13,7 +13,7 @@ from types import ModuleType
 
 from ..config.model import Cluster
 from ..core.errors import Problem, RenderError
-from . import docs, gitops, platform, seeds, workloads
+from . import certificates, docs, gitops, platform, seeds, workloads
 from .parts import Blueprint, Component, OutputFile
 
 __all__ = ["COMPONENT_AREAS", "FILE_AREAS", "build_blueprint"]
@@ -22,7 +22,7 @@ __all__ = ["COMPONENT_AREAS", "FILE_AREAS", "build_blueprint"]
 # `files(cluster, components) -> list[OutputFile]`. Modules, not functions, so that the function
 # is looked up when the builder runs (tests replace one area's function). Files are sorted by
 # path afterwards, so the order here is only the order a reader meets them.
-COMPONENT_AREAS: tuple[ModuleType, ...] = (platform, workloads)
+COMPONENT_AREAS: tuple[ModuleType, ...] = (platform, certificates, workloads)
 FILE_AREAS: tuple[ModuleType, ...] = (seeds, gitops, docs)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "Node",
     "Satellite",
     "SerialDevice",
+    "Tls",
     "UsbDevice",
     "Wifi",
     "ZigbeeNetwork",
@@ -191,6 +192,17 @@ class CustomApp:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """Who issues the web UIs' certificates (`tls` in cluster.yaml; config/tls.py uses it)."""
+
+    issuer: str = "internal"  # internal CA, or acme (DNS-01)
+    acme_email: str = ""
+    acme_server: str = "production"
+    solver: str = ""  # cloudflare or rfc2136
+    rfc2136: tuple[tuple[str, str], ...] = ()  # nameserver, keyName, algorithm
+
+
+@dataclass(frozen=True)
 class Cluster:
     """The whole validated cluster."""
 
@@ -242,6 +254,8 @@ class Cluster:
     versions: dict[str, dict[str, str]] = field(hash=False)
     apps: tuple[AppConfig, ...] = ()
     custom_apps: tuple[CustomApp, ...] = ()
+    tls: Tls = Tls()
+    dns_server_ip: str | None = None  # network.dnsServerIP: k8s-gateway answers for the domain there
 
     def __hash__(self) -> int:
         # Per-cluster caches (`functools.cache` on a Cluster) hash it on every call; the generated
@@ -432,5 +446,13 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         engine=go["engine"], repo_url=go["repository"]["url"], repo_branch=go["repository"]["branch"],
         gitops_interval=go["interval"],
         secrets_file=sec["file"], age_recipients=tuple(sec["ageRecipients"]),
-        versions=merged_versions, apps=apps, custom_apps=custom,
+        versions=merged_versions, apps=apps, custom_apps=custom, tls=_tls(data.get("tls") or {}),
+        dns_server_ip=net.get("dnsServerIP"),
     )
+
+
+def _tls(t: dict[str, Any]) -> Tls:
+    acme = t.get("acme") or {}
+    return Tls(issuer=t.get("issuer", "internal"), acme_email=acme.get("email", ""),
+               acme_server=acme.get("server", "production"), solver=acme.get("solver", ""),
+               rfc2136=tuple(sorted((k, str(v)) for k, v in (acme.get("rfc2136") or {}).items())))
