@@ -22,7 +22,7 @@ from ..config.model import Cluster
 from ..core.errors import ToolError, UsageError
 from ..core.proc import run
 
-__all__ = ["CA_CERT", "CA_KEY", "DERIVED", "HTPASSWD", "WEB_USER", "derive", "new_ca", "pem_of"]
+__all__ = ["CA_CERT", "CA_KEY", "DERIVED", "HTPASSWD", "WEB_USER", "ca_expiry", "derive", "new_ca", "pem_of"]
 
 CA_KEY = "INTERNAL_CA_KEY"
 CA_CERT = "INTERNAL_CA_CERT"
@@ -93,3 +93,8 @@ def derive(cluster: Cluster, wanted: set[str], values: Mapping[str, str]) -> dic
             raise UsageError(f"{HTPASSWD} is made from WEB_ADMIN_PASSWORD, which is not set")
         out[HTPASSWD] = htpasswd(password)
     return out
+
+
+def ca_expiry(pem: str) -> str:
+    """The certificate's notAfter date, as openssl prints it."""
+    return _openssl(["x509", "-noout", "-enddate"], stdin=pem).strip().removeprefix("notAfter=")
