@@ -294,3 +294,46 @@ def test_dns_server_answers_for_the_domain_on_its_address(tree: tuple[Path, list
     assert {p["protocol"] for p in service["spec"]["ports"]} == {"UDP", "TCP"}
     corefile = next(d for d in rendered if d.get("kind") == "ConfigMap")["data"]["Corefile"]
     assert "k8s_gateway home.arpa" in corefile and "resources Ingress Service" in corefile
+
+
+def test_encrypted_critical_volumes_are_opt_in(tmp_path: Path) -> None:
+    """storage.backup.encryptVolumes: the critical StorageClass asks Longhorn for LUKS with the
+    passphrase from the secrets file; off by default (a Pi 4 does AES in software)."""
+    from hkgen.areas import platform
+    from hkgen.config.load import load_file
+    from hkgen.config.secrets import required_keys
+    from hkgen.render.jinja import render_file
+    from hkgen.validation.validate import validate_document
+
+    def classes_and_keys(encrypt: bool | None) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], set[str]]:
+        yaml = make_yaml()
+        data = yaml.load((REPO / "clusters" / "home" / "cluster.yaml").read_text())
+        if encrypt is not None:
+            data["storage"]["backup"]["encryptVolumes"] = encrypt
+        path = tmp_path / f"{encrypt}.yaml"
+        with path.open("w") as fh:
+            yaml.dump(data, fh)
+        result = validate_document(load_file(path))
+        assert result.cluster is not None, [p.format() for p in result.errors]
+        comp = next(c for c in platform.components(result.cluster) if c.name == "longhorn-config")
+        docs = [d for f in comp.files for d in SAFE.load_all(render_file(f, {"cluster": result.cluster}, "x"))
+                if isinstance(d, dict)]
+        classes = {d["metadata"]["name"]: d["parameters"] for d in docs if d["kind"] == "StorageClass"}
+        return classes, [d for d in docs if d["kind"] == "Secret"], {k.name for k in required_keys(result.cluster)}
+
+    classes, secrets, keys = classes_and_keys(None)
+    assert not any("encrypted" in p for p in classes.values()) and secrets == []
+    assert "LONGHORN_ENCRYPTION_PASSWORD" not in keys
+    classes, secrets, keys = classes_and_keys(True)
+    critical = classes["longhorn-critical"]
+    assert critical["encrypted"] == "true"
+    for step in ("provisioner", "node-publish", "node-stage"):
+        assert critical[f"csi.storage.k8s.io/{step}-secret-name"] == "longhorn-crypto"
+        assert critical[f"csi.storage.k8s.io/{step}-secret-namespace"] == "longhorn-system"
+    assert "encrypted" not in classes["longhorn-local"]  # local volumes never leave the house
+    (secret,) = secrets
+    assert secret["metadata"] == {"name": "longhorn-crypto", "namespace": "longhorn-system",
+                                  "labels": {"app.kubernetes.io/managed-by": "hkgen"}}
+    assert secret["stringData"]["CRYPTO_KEY_VALUE"] == "${LONGHORN_ENCRYPTION_PASSWORD}"
+    assert secret["stringData"]["CRYPTO_KEY_PROVIDER"] == "secret"
+    assert "LONGHORN_ENCRYPTION_PASSWORD" in keys

@@ -81,3 +81,28 @@ def components(cluster: Cluster) -> list[Component]:
     if cluster.dns_server_ip is not None:
         out.append(_dns_gateway(cluster))
     return out
+
+
+def lan_facts(cluster: Cluster) -> dict[str, Any]:
+    """What the generated README says about names, certificates and logins on the LAN."""
+    from ..config.catalogue import load_catalogue
+    from ..config.tls import web_login
+
+    catalogue = load_catalogue()
+    hosts = []
+    for app in cluster.apps:
+        host = dict(catalogue[app.name].expose).get("host") if app.enabled else None
+        if host and app.name == "zigbee2mqtt" and app.settings.get("frontend"):
+            hosts += [f"{host}-{net.name}.{cluster.domain}" for net in cluster.zigbee]
+        elif host and app.name != "zigbee2mqtt":
+            hosts.append(f"{host}.{cluster.domain}")
+    hosts += [f"{c.name}.{cluster.domain}" for c in cluster.custom_apps if c.expose == "ingress"]
+    mosq = cluster.app("mosquitto")
+    return {
+        "domain": cluster.domain, "dns_ip": cluster.dns_server_ip, "ingress_ip": cluster.ingress_ip,
+        "hosts": sorted(hosts), "acme": cluster.tls.issuer == "acme", "name": cluster.name,
+        "mqtt_ip": mosq.settings["loadBalancerIP"] if mosq else None,
+        "mqtt_plaintext": mosq.settings.get("plaintext") if mosq else None,
+        "login": web_login(cluster), "backup": cluster.backup is not None,
+        "encrypted": cluster.backup is not None and cluster.backup.encrypt_volumes,
+    }

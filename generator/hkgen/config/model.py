@@ -161,6 +161,7 @@ class Backup:
     backup_cron: str
     backup_retain: int
     restore_on_rebuild: bool
+    encrypt_volumes: bool = False  # critical volumes LUKS-encrypted by Longhorn
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
             prefix=bk["s3"].get("prefix", cl["name"]),
             snapshot_cron=bk["snapshots"]["cron"], snapshot_retain=bk["snapshots"]["retain"],
             backup_cron=bk["backups"]["cron"], backup_retain=bk["backups"]["retain"],
-            restore_on_rebuild=bk["restoreOnRebuild"],
+            restore_on_rebuild=bk["restoreOnRebuild"], encrypt_volumes=bk.get("encryptVolumes", False),
         )
     merged_versions = {group: dict(pins) for group, pins in versions.items()}
     for group, pins in data["versions"].items():

@@ -90,6 +90,9 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
             SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
             SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", rf"^[{_SAFE}]{{8,}}$"),
         ]
+        if cluster.backup.encrypt_volumes:
+            keys.append(SecretKey("LONGHORN_ENCRYPTION_PASSWORD", "passphrase of the encrypted critical volumes "
+                                  "(lose it and their backups cannot be read; 32+ characters)", rf"^[{_SAFE}]{{32,}}$"))
     zigbee2mqtt = cluster.app("zigbee2mqtt")
     if zigbee2mqtt and zigbee2mqtt.settings.get("frontend"):
         # The web frontend can re-pair, rename and remove every device: never open to the LAN.
