@@ -371,7 +371,8 @@ CRYPTO_SECRET = "longhorn-crypto"  # noqa: S105 - the Secret's name; its value i
 
 def _encryption_params() -> dict[str, str]:
     """StorageClass parameters of Longhorn volume encryption: the CSI driver reads the passphrase
-    from one Secret when it creates, stages and publishes a volume."""
+    from one Secret when it creates, stages and publishes a volume.
+    """
     params = {"encrypted": "true"}
     for step in ("provisioner", "node-publish", "node-stage"):
         params[f"csi.storage.k8s.io/{step}-secret-name"] = CRYPTO_SECRET
