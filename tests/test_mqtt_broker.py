@@ -297,3 +297,37 @@ def test_the_ca_certifies_only_the_house(broker: Broker, tmp_path: Path) -> None
     refused = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(bad)], capture_output=True, text=True,
                              timeout=20, check=False)
     assert refused.returncode != 0 and "permitted subtree violation" in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize(("plaintext", "pods", "lan"), [("cluster", [1883, 8883], [8883]),
+                                                         ("lan", [1883, 8883], [1883, 8883]),
+                                                         ("off", [8883], [8883])])
+def test_plaintext_setting_decides_where_1883_is_open(tmp_path: Path, plaintext: str, pods: list[int],
+                                                      lan: list[int]) -> None:
+    yaml = make_yaml()
+    data = yaml.load(HOME.read_text())
+    data["apps"]["mosquitto"]["plaintext"] = plaintext
+    dest = tmp_path / "cluster.yaml"
+    with dest.open("w") as fh:
+        yaml.dump(data, fh)
+    result = validate_document(load_file(dest))
+    assert result.cluster is not None
+    docs = _rendered(result.cluster)
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert [p["port"] for p in services["mosquitto"]["spec"]["ports"]] == pods
+    assert [p["port"] for p in services["mosquitto-lan"]["spec"]["ports"]] == lan
+    conf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["mosquitto.conf"]
+    assert ("listener 1883" in conf.splitlines()) is (plaintext != "off")
+    # Without a plain listener the bridges connect with TLS, trusting only the CA (not the broker's key).
+    comp = next(c for c in workloads.components(result.cluster) if c.name == "zigbee2mqtt")
+    sts = next(f for f in comp.files if str(f.path) == "statefulset-house.yaml")
+    spec = SAFE.load(render_file(sts, {"cluster": result.cluster}, "x"))["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    if plaintext == "off":
+        assert env["ZIGBEE2MQTT_CONFIG_MQTT_SERVER"] == "mqtts://mosquitto.home-automation.svc:8883"
+        assert env["ZIGBEE2MQTT_CONFIG_MQTT_CA"] == "/mqtt-tls/ca.crt"
+        tls = next(v for v in spec["volumes"] if v["name"] == "mqtt-tls")
+        assert tls["secret"] == {"secretName": "mosquitto-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    else:
+        assert env["ZIGBEE2MQTT_CONFIG_MQTT_SERVER"] == "mqtt://mosquitto.home-automation.svc:1883"
+    assert env["ZIGBEE2MQTT_CONFIG_FRONTEND_URL"] == "https://zigbee2mqtt-house.home.arpa"
