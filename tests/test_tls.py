@@ -337,3 +337,28 @@ def test_encrypted_critical_volumes_are_opt_in(tmp_path: Path) -> None:
     assert secret["stringData"]["CRYPTO_KEY_VALUE"] == "${LONGHORN_ENCRYPTION_PASSWORD}"
     assert secret["stringData"]["CRYPTO_KEY_PROVIDER"] == "secret"
     assert "LONGHORN_ENCRYPTION_PASSWORD" in keys
+
+
+def test_with_traefik_the_uis_without_a_login_are_not_exposed(tmp_path: Path) -> None:
+    """MicroK8s 1.35+ runs Traefik, which asks for a login only through its own Middleware objects:
+    hkgen does not expose Prometheus there rather than expose it open. The other UIs keep TLS."""
+    from hkgen.areas import workloads
+    from hkgen.config.load import load_file
+    from hkgen.render.jinja import render_file
+    from hkgen.validation.validate import validate_document
+
+    yaml = make_yaml()
+    data = yaml.load((REPO / "clusters" / "home" / "cluster.yaml").read_text())
+    data["microk8s"]["channel"] = "1.35/stable"
+    path = tmp_path / "cluster.yaml"
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+    result = validate_document(load_file(path))
+    assert result.cluster is not None, [p.format() for p in result.errors]
+    comps = {c.name: c for c in workloads.components(result.cluster)}
+    prometheus = next(r for r in comps["monitoring"].releases if r.name == "kube-prometheus-stack")
+    assert prometheus.values["prometheus"]["ingress"]["enabled"] is False
+    ha = next(f for f in comps["home-assistant"].files if str(f.path) == "ingress.yaml")
+    ingress = SAFE.load(render_file(ha, {"cluster": result.cluster}, "x"))
+    assert ingress["spec"]["tls"] == [{"hosts": ["home-assistant.home.arpa"], "secretName": "home-assistant-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "hkgen-internal-ca"}
