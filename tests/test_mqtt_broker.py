@@ -275,6 +275,17 @@ def test_tls_listener_trusts_the_ca_and_refuses_plain_text(broker: Broker) -> No
     spy = broker.subscribe("esphome", "devices/esphome/#", 1)
     assert broker.pub("esphome", "devices/esphome/tls", "over-tls", tls=True).returncode == 0
     assert broker.messages(spy) == ["devices/esphome/tls over-tls"]
+    # mosquitto_pub cannot be pointed at 127.0.0.1 under another name (hence --insecure above):
+    # openssl checks the broker's chain and the names LAN clients use, against the CA only.
+    for check in (["-verify_hostname", "mqtt.home.arpa"], ["-verify_ip", "192.168.10.200"]):
+        hello = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{broker.tls}", "-CAfile",
+                                str(broker.ca), "-verify_return_error", *check], input="", capture_output=True,
+                               text=True, timeout=20, check=False)
+        assert hello.returncode == 0 and "Verify return code: 0 (ok)" in hello.stdout, hello.stdout[-500:]
+    wrong = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{broker.tls}", "-CAfile", str(broker.ca),
+                            "-verify_return_error", "-verify_hostname", "example.org"], input="",
+                           capture_output=True, text=True, timeout=20, check=False)
+    assert wrong.returncode != 0
     # Plain MQTT on the TLS port, and a client trusting another CA: no session.
     plain = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.tls), "-u", "esphome", "-P",
                             broker.passwords["esphome"], "-t", "devices/esphome/x", "-m", "1"],
