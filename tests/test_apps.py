@@ -657,7 +657,8 @@ def test_mosquitto_listens_authenticated_on_a_fixed_address(reference: Rendered)
     service = reference.get("Service", "mosquitto-lan")
     assert service["spec"]["type"] == "LoadBalancer"
     assert [p["port"] for p in service["spec"]["ports"]] == [8883]
-    assert service["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": "192.168.10.200"}
+    assert service["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": "192.168.10.200",
+                                                  "coredns.io/hostname": "mqtt"}  # k8s-gateway: mqtt.<domain>
     assert "loadBalancerIP" not in service["spec"]
     sts = reference.get("StatefulSet", "mosquitto")
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "longhorn-local"
