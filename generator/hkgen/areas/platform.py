@@ -244,7 +244,8 @@ def _cert_manager(cluster: Cluster) -> Component:
     release = Release("cert-manager", "cert-manager", _chart(cluster, "cert-manager"), freeze(values))
     return Component("cert-manager", "controllers", "cert-manager", releases=(release,),
                      depends_on=("prometheus-crds",) if _monitoring(cluster) else (),
-                     description="cert-manager: HTTPS for the web UIs, TLS for MQTT, the barman-cloud plugin's gRPC endpoint.")
+                     description="cert-manager: HTTPS for the web UIs, TLS for MQTT, the barman-cloud plugin's "
+                                 "gRPC endpoint.")
 
 
 def _longhorn(cluster: Cluster) -> Component:
