@@ -201,7 +201,8 @@ def test_every_template_is_used() -> None:
     used = {f.template for spec in load_catalogue().values() for f in spec.files}
     used |= {r.values for spec in load_catalogue().values() for r in spec.releases}
     used |= {"apps/_common/templates/kustomization.yaml.j2"}
-    used |= {f"apps/_custom/templates/{n}.j2" for n in ("workload.yaml", "service.yaml", "ingress.yaml", "secret.yaml")}
+    used |= {f"apps/_custom/templates/{n}.j2"
+             for n in ("workload.yaml", "service.yaml", "ingress.yaml", "secret.yaml", "login-secret.yaml")}
     included = set()
     for path in APPS.rglob("*.j2"):
         included |= set(re.findall(r'{%-? (?:include|import|from) "(apps/[^"]+)"', path.read_text()))

@@ -362,3 +362,41 @@ def test_with_traefik_the_uis_without_a_login_are_not_exposed(tmp_path: Path) ->
     ingress = SAFE.load(render_file(ha, {"cluster": result.cluster}, "x"))
     assert ingress["spec"]["tls"] == [{"hosts": ["home-assistant.home.arpa"], "secretName": "home-assistant-tls"}]
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "hkgen-internal-ca"}
+
+
+def test_a_custom_app_is_behind_the_admin_login_unless_it_has_its_own(tmp_path: Path) -> None:
+    from hkgen.areas import workloads
+    from hkgen.config.load import load_file
+    from hkgen.config.secrets import required_keys
+    from hkgen.render.jinja import render_file
+    from hkgen.validation.validate import validate_document
+
+    yaml = make_yaml()
+    data = yaml.load((REPO / "clusters" / "home" / "cluster.yaml").read_text())
+    data["apps"]["monitoring"]["enabled"] = False  # so only the custom app needs the login
+    data["customApps"] = [{"name": "node-red", "image": "docker.io/nodered/node-red:4.1.2", "port": 1880},
+                          {"name": "music", "image": "docker.io/library/nginx:1.29.3", "port": 80, "login": "own"}]
+    path = tmp_path / "cluster.yaml"
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+    result = validate_document(load_file(path))
+    assert result.cluster is not None, [p.format() for p in result.errors]
+    assert {"WEB_ADMIN_PASSWORD", "WEB_ADMIN_HTPASSWD"} <= {k.name for k in required_keys(result.cluster)}
+    comps = {c.name: c for c in workloads.components(result.cluster)}
+
+    def docs(name: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for f in comps[name].files:
+            for d in SAFE.load_all(render_file(f, {"cluster": result.cluster}, "x")):
+                if isinstance(d, dict) and "kind" in d:
+                    out[d["kind"]] = d
+        return out
+
+    red = docs("node-red")
+    notes = red["Ingress"]["metadata"]["annotations"]
+    assert notes[AUTH] == "basic" and notes["nginx.ingress.kubernetes.io/auth-secret"] == "node-red-login"
+    assert red["Secret"]["metadata"]["name"] == "node-red-login" and red["Secret"]["metadata"]["namespace"] == "apps"
+    assert red["Secret"]["data"] == {"auth": "${WEB_ADMIN_HTPASSWD}"}
+    music = docs("music")
+    assert AUTH not in music["Ingress"]["metadata"]["annotations"] and "Secret" not in music
+    assert music["Ingress"]["spec"]["tls"][0]["hosts"] == ["music.home.arpa"]

@@ -250,6 +250,8 @@ def _custom_component(cluster: Cluster, app: CustomApp, lb_ip: str | None) -> Co
     names = ["workload.yaml", "service.yaml"]
     if app.expose == "ingress":
         names.append("ingress.yaml")
+        if app.login == "admin":
+            names.append("login-secret.yaml")
     if app.secret_env:
         names.append("secret.yaml")
     files = [OutputFile(PurePosixPath(n), f"apps/_custom/templates/{n}.j2", freeze(context)) for n in names]

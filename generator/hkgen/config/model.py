@@ -190,6 +190,7 @@ class CustomApp:
     host_network: bool
     expose: str
     load_balancer_ip: str | None = None  # with expose: loadBalancer, the address asked for
+    login: str = "admin"  # with expose: ingress, `admin` (the ingress asks) or `own` (the app does)
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
             backup_class=c["storage"]["backupClass"] if "storage" in c else "none",
             env=tuple(sorted(c["env"].items())), secret_env=tuple(sorted(c["secretEnv"].items())),
             host_network=c["hostNetwork"], expose=c["expose"], load_balancer_ip=c.get("loadBalancerIP"),
+            login=c.get("login", "admin"),
         )
         for c in data["customApps"]
     )

@@ -28,8 +28,9 @@ SOLVER_KEYS = {
 
 
 def web_login(cluster: Cluster) -> bool:
-    """Whether a UI without a login of its own is served (Prometheus, Alertmanager, Thanos query)."""
-    return cluster.app("monitoring") is not None
+    """Whether a UI without a login of its own is served: Prometheus, or a custom app with `login: admin`."""
+    return cluster.app("monitoring") is not None or any(
+        c.expose == "ingress" and c.login == "admin" for c in cluster.custom_apps)
 
 
 def tls_keys(cluster: Cluster, safe: str) -> list[Any]:
@@ -43,7 +44,7 @@ def tls_keys(cluster: Cluster, safe: str) -> list[Any]:
     if web_login(cluster):
         keys += [
             SecretKey("WEB_ADMIN_PASSWORD", "password of user admin on the web UIs without a login of their own "
-                      "(Prometheus, Thanos; 12+ characters)", rf"^[{safe}]{{12,}}$"),
+                      "(Prometheus, custom apps with login: admin; 12+ characters)", rf"^[{safe}]{{12,}}$"),
             SecretKey("WEB_ADMIN_HTPASSWD", "admin's password hash for the ingress, base64 (made by hkgen from "
                       "WEB_ADMIN_PASSWORD)", _B64),
         ]
@@ -78,6 +79,14 @@ def tls_problems(cluster: Cluster) -> list[tuple[tuple[Any, ...], str, str]]:
         if t.solver == "rfc2136" and not t.rfc2136:
             out.append((("tls", "acme", "solver"), "solver rfc2136 needs tls.acme.rfc2136 (nameserver, keyName)",
                         "add tls.acme.rfc2136"))
+    from ..areas.platform import distro
+
+    if "nginx-ingress-microk8s" not in distro(cluster)["ingressController"]["selector"].values():
+        for i, custom in enumerate(cluster.custom_apps):
+            if custom.expose == "ingress" and custom.login == "admin":
+                out.append((("customApps", i, "login"), f"{custom.name}: this MicroK8s' ingress controller (Traefik) "
+                            "cannot ask for the admin login", "set login: own if the app has a login of its own, "
+                            "or expose: none"))
     mosq = cluster.app("mosquitto")
     if mosq is not None:
         users = set(mosq.settings.get("users", []))
