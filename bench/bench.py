@@ -148,6 +148,7 @@ def synthetic(nodes: int, apps: int, dest: Path) -> Path:
             "ntp": [str(hosts[0])],
             "loadBalancerPool": f"{hosts[4000]}-{hosts[4050]}",
             "ingressIP": str(hosts[4001]),
+            "dnsServerIP": str(hosts[4002]),
         }
     )
     data["apps"]["mosquitto"]["loadBalancerIP"] = str(hosts[4000])

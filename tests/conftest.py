@@ -198,7 +198,11 @@ def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tu
         # hkgen's own generator (the forms `secrets check` accepts); values a user must bring
         # (S3, Wi-Fi, custom apps) get a random URL-safe string, which fits each of their forms.
         generated[need.name] = _generate(need, set(generated.values())) or rnd.token_urlsafe(18)
+    from hkgen.ops.pki import DERIVED, derive  # the CA pair and the login hash, made from the others
+
+    derived = {k.name for k in required_keys(result.cluster) if k.name in DERIVED}
     generated.update(values or {})
+    generated.update(derive(result.cluster, derived - set(values or {}), generated))
     plain = cluster_dir.parent.parent / "secrets.plain.yaml"
     plain.write_text(dump({"apiVersion": "v1", "kind": "Secret",
                            "metadata": {"name": "cluster-secrets", "namespace": "flux-system"},

@@ -170,7 +170,7 @@ def _crd_validator(api: str, kind: str) -> Any:
 # Custom resources the apps render; checked against hkgen's own schema of the kind once
 # schemas/kinds/ holds it (verify's k8s_check does the same for the whole tree).
 APP_CRDS = {("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "ScheduledBackup"),
-            ("barmancloud.cnpg.io/v1", "ObjectStore")}
+            ("barmancloud.cnpg.io/v1", "ObjectStore"), ("cert-manager.io/v1", "Certificate")}
 
 
 def schema_problems(cluster: Cluster, docs: list[dict[str, Any]]) -> list[str]:
@@ -203,7 +203,8 @@ def test_every_template_is_used() -> None:
     used = {f.template for spec in load_catalogue().values() for f in spec.files}
     used |= {r.values for spec in load_catalogue().values() for r in spec.releases}
     used |= {"apps/_common/templates/kustomization.yaml.j2"}
-    used |= {f"apps/_custom/templates/{n}.j2" for n in ("workload.yaml", "service.yaml", "ingress.yaml", "secret.yaml")}
+    used |= {f"apps/_custom/templates/{n}.j2"
+             for n in ("workload.yaml", "service.yaml", "ingress.yaml", "secret.yaml", "login-secret.yaml")}
     included = set()
     for path in APPS.rglob("*.j2"):
         included |= set(re.findall(r'{%-? (?:include|import|from) "(apps/[^"]+)"', path.read_text()))
@@ -388,7 +389,7 @@ def test_secret_values_appear_only_as_placeholders(reference: Rendered) -> None:
                     # Secret values only ever land in Secrets, never in a pod spec or a ConfigMap.
                     assert re.search(r"^kind: Secret$", part, re.M), f"{name}/{path} puts a secret outside a Secret"
     for secret in reference.kinds("Secret"):
-        for key, value in secret["stringData"].items():
+        for key, value in {**secret.get("stringData", {}), **secret.get("data", {})}.items():
             if key.endswith(".yml"):
                 continue  # a config file with placeholders inside (checked below)
             assert PLACEHOLDER.fullmatch(value) or key == "admin-user", f"{secret['metadata']['name']}/{key}"
@@ -556,10 +557,10 @@ def test_one_bridge_per_network_with_its_own_topic_and_coordinator(reference: Re
         assert env["ZIGBEE2MQTT_CONFIG_ADVANCED_CHANNEL"] == channel
         assert env["ZIGBEE2MQTT_CONFIG_MQTT_BASE_TOPIC"] == f"zigbee2mqtt/{net}"
         assert env["ZIGBEE2MQTT_CONFIG_MQTT_SERVER"] == "mqtt://mosquitto.home-automation.svc:1883"
-        assert env["ZIGBEE2MQTT_CONFIG_MQTT_USER"] == "zigbee2mqtt"
+        assert env["ZIGBEE2MQTT_CONFIG_MQTT_USER"] == f"zigbee2mqtt-{net}"  # each bridge its own ACL
         assert env["Z2M_ONBOARD_NO_SERVER"] == "1"
         client_ids.add(env["ZIGBEE2MQTT_CONFIG_MQTT_CLIENT_ID"])
-    assert len(client_ids) == 3  # one MQTT user, but never two sessions with one client id
+    assert len(client_ids) == 3  # never two sessions with one client id
 
 
 def test_usb_bridge_is_pinned_and_network_bridges_move_freely(reference: Rendered) -> None:
@@ -610,7 +611,7 @@ def test_network_identity_comes_from_the_secrets_file(reference: Rendered) -> No
             "ZIGBEE_NETWORK_KEY": f"${{{key}_NETWORK_KEY}}",
             "ZIGBEE_PAN_ID": f"${{{key}_PAN_ID}}",
             "ZIGBEE_EXT_PAN_ID": f"${{{key}_EXT_PAN_ID}}",
-            "ZIGBEE2MQTT_CONFIG_MQTT_PASSWORD": "${MQTT_PASSWORD_ZIGBEE2MQTT}",
+            "ZIGBEE2MQTT_CONFIG_MQTT_PASSWORD": f"${{MQTT_PASSWORD_ZIGBEE2MQTT_{net.upper()}}}",
             # The frontend can re-pair and remove devices: it asks for a token from the secrets file.
             "ZIGBEE2MQTT_CONFIG_FRONTEND_AUTH_TOKEN": "${ZIGBEE2MQTT_FRONTEND_TOKEN}",
         }
@@ -655,17 +656,23 @@ def test_mosquitto_listens_authenticated_on_a_fixed_address(reference: Rendered)
     for line in ("listener 1883", "allow_anonymous false", "password_file /mosquitto/auth/passwd",
                  "persistence true", "persistence_location /mosquitto/data/"):
         assert line in conf
-    service = reference.get("Service", "mosquitto")
+    # Pods reach the broker at `mosquitto`; the LAN at `mosquitto-lan`, with TLS only by default.
+    internal = reference.get("Service", "mosquitto")
+    assert internal["spec"]["type"] == "ClusterIP"
+    assert [p["port"] for p in internal["spec"]["ports"]] == [1883, 8883]
+    service = reference.get("Service", "mosquitto-lan")
     assert service["spec"]["type"] == "LoadBalancer"
-    assert service["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": "192.168.10.200"}
+    assert [p["port"] for p in service["spec"]["ports"]] == [8883]
+    assert service["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": "192.168.10.200",
+                                                  "coredns.io/hostname": "mqtt"}  # k8s-gateway: mqtt.<domain>
     assert "loadBalancerIP" not in service["spec"]
     sts = reference.get("StatefulSet", "mosquitto")
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "longhorn-local"
     auth = next(v for v in pod_spec(sts)["volumes"] if v["name"] == "auth")
     assert auth["emptyDir"]["medium"] == "Memory"  # the password file never touches a disk
     assert set(reference.get("Secret", "mosquitto-users")["stringData"]) == {
-        "MQTT_PASSWORD_HOMEASSISTANT", "MQTT_PASSWORD_ZIGBEE2MQTT", "MQTT_PASSWORD_ESPHOME",
-        "MQTT_PASSWORD_NODE_RED_LAPTOP"}
+        "MQTT_PASSWORD_HOMEASSISTANT", "MQTT_PASSWORD_ZIGBEE2MQTT_HOUSE", "MQTT_PASSWORD_ZIGBEE2MQTT_GARDEN",
+        "MQTT_PASSWORD_ZIGBEE2MQTT_ATTIC", "MQTT_PASSWORD_ESPHOME", "MQTT_PASSWORD_NODE_RED_LAPTOP"}
 
 
 def test_password_file_is_built_from_the_secrets(reference: Rendered, tmp_path: Path) -> None:
@@ -674,14 +681,18 @@ def test_password_file_is_built_from_the_secrets(reference: Rendered, tmp_path: 
     auth.mkdir()
     calls = tmp_path / "calls"
     fake = f'echo "$@" >> {calls}\n'
-    env = {"MQTT_PASSWORD_HOMEASSISTANT": "pw-ha", "MQTT_PASSWORD_ZIGBEE2MQTT": "pw z2m",
+    env = {"MQTT_PASSWORD_HOMEASSISTANT": "pw-ha", "MQTT_PASSWORD_ZIGBEE2MQTT_HOUSE": "pw z2m",
+           "MQTT_PASSWORD_ZIGBEE2MQTT_GARDEN": "pw-g", "MQTT_PASSWORD_ZIGBEE2MQTT_ATTIC": "pw-a",
            "MQTT_PASSWORD_ESPHOME": "pw-esp", "MQTT_PASSWORD_NODE_RED_LAPTOP": "pw-nr"}
-    done = _run_script(script, tmp_path, {"/mosquitto/auth": auth}, env=env, fakes={"mosquitto_passwd": fake})
-    assert done.returncode == 0, done.stderr
     file = auth / "passwd"
+    sts = reference.get("StatefulSet", "mosquitto")
+    init = next(c for c in pod_spec(sts)["initContainers"] if c["name"] == "passwords")
+    assert init["command"] == ["/bin/sh", "/mosquitto/config/passwd.sh", "/mosquitto/auth/passwd"]
+    done = _run_script(script, tmp_path, {}, env=env, fakes={"mosquitto_passwd": fake}, args=(str(file),))
+    assert done.returncode == 0, done.stderr
     assert calls.read_text().splitlines() == [
-        f"-b {file} homeassistant pw-ha", f"-b {file} zigbee2mqtt pw z2m", f"-b {file} esphome pw-esp",
-        f"-b {file} node-red-laptop pw-nr"]
+        f"-b {file} homeassistant pw-ha", f"-b {file} zigbee2mqtt-house pw z2m", f"-b {file} zigbee2mqtt-garden pw-g",
+        f"-b {file} zigbee2mqtt-attic pw-a", f"-b {file} esphome pw-esp", f"-b {file} node-red-laptop pw-nr"]
     assert file.stat().st_mode & 0o077 == 0
 
 
@@ -931,7 +942,7 @@ def test_custom_apps_get_the_same_treatment(tmp_path: Path) -> None:
 
 def test_custom_load_balancers_need_free_addresses(tmp_path: Path) -> None:
     def edit(data: Any) -> None:
-        data["network"]["loadBalancerPool"] = "192.168.10.200-192.168.10.201"
+        data["network"]["loadBalancerPool"] = "192.168.10.200-192.168.10.202"
         data["customApps"] = [CUSTOM[1]]
 
     with pytest.raises(ConfigError, match=r"no free address left in the load-balancer pool for esphome"):

@@ -67,9 +67,14 @@ def write_encrypted_secrets(cluster_file: Path) -> None:
     real sops to the age recipients the file lists (public keys only)."""
     result = validate_document(load_file(cluster_file))
     assert result.cluster is not None, [p.format() for p in result.errors]
+    from hkgen.ops.pki import DERIVED, derive  # the CA pair and the login hash, made from the others
+
     values: dict[str, str] = {}
-    for need in required_keys(result.cluster):
-        values[need.name] = _secret_value(need, set(values.values()))
+    needs = required_keys(result.cluster)
+    for need in needs:
+        if need.name not in DERIVED:
+            values[need.name] = _secret_value(need, set(values.values()))
+    values.update(derive(result.cluster, {n.name for n in needs} & DERIVED, values))
     plain = cluster_file.parent.parent / f"{cluster_file.stem}.plain.yaml"
     plain.write_text(dump({"apiVersion": "v1", "kind": "Secret",
                            "metadata": {"name": "cluster-secrets", "namespace": "flux-system"},

@@ -82,7 +82,8 @@ def test_every_reference_network_config_generates(reference, tmp_path: Path) -> 
 def test_other_lan_shapes_generate(tmp_path: Path) -> None:
     def edit(data: Any) -> None:
         data["network"].update({"lan": "10.20.0.0/16", "gateway": "10.20.0.1", "dns": ["10.20.0.1", "9.9.9.9"],
-                                "loadBalancerPool": "10.20.9.200-10.20.9.220", "ingressIP": "10.20.9.201"})
+                                "loadBalancerPool": "10.20.9.200-10.20.9.220", "ingressIP": "10.20.9.201",
+                                "dnsServerIP": "10.20.9.202"})
         data["network"]["ntp"] = []
         for i, host in enumerate([*data["nodes"], *data["satellites"]]):
             host["ip"] = f"10.20.1.{i + 10}"

@@ -133,13 +133,14 @@ def test_add_missing_after_a_new_zigbee_network_keeps_every_existing_value(hkgen
     run = hkgen("secrets", "add-missing", "clusters/home", "--no-input", "--age-key", str(key),
                 cwd=home_copy.parent.parent)
     assert run.returncode == 0, run.stdout + run.stderr
-    # (the fixture's file predates the deploy key of the ssh:// repository: it is generated too)
-    assert ("generated: ZIGBEE_SHED_EXT_PAN_ID, ZIGBEE_SHED_NETWORK_KEY, ZIGBEE_SHED_PAN_ID, GIT_DEPLOY_KEY"
-            in run.stdout)
+    # (the fixture's file predates the deploy key of the ssh:// repository: it is generated too;
+    # the new bridge is also a new MQTT user of its own)
+    assert ("generated: MQTT_PASSWORD_ZIGBEE2MQTT_SHED, ZIGBEE_SHED_EXT_PAN_ID, ZIGBEE_SHED_NETWORK_KEY, "
+            "ZIGBEE_SHED_PAN_ID, GIT_DEPLOY_KEY") in run.stdout
     after = decrypt(home_copy / "secrets.sops.yaml", age_key_file=key)
     assert {k: after[k] for k in values} == values
     assert set(after) - set(values) == {"GIT_DEPLOY_KEY", "ZIGBEE_SHED_EXT_PAN_ID", "ZIGBEE_SHED_NETWORK_KEY",
-                                        "ZIGBEE_SHED_PAN_ID"}
+                                        "ZIGBEE_SHED_PAN_ID", "MQTT_PASSWORD_ZIGBEE2MQTT_SHED"}
     for suffix in ("NETWORK_KEY", "EXT_PAN_ID", "PAN_ID"):
         others = {values[k].lower() for k in values if k.startswith("ZIGBEE_") and k.endswith("_" + suffix)
                   and (suffix != "PAN_ID" or not k.endswith("EXT_PAN_ID"))}

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from ..config.model import Cluster
 from ..core.errors import Problem, RenderError
-from . import alerts, docs, gitops, maintenance, platform, restore, seeds, workloads
+from . import alerts, certificates, docs, gitops, maintenance, platform, restore, seeds, workloads
 from .parts import Blueprint, Component, OutputFile
 
 __all__ = ["COMPONENT_AREAS", "FILE_AREAS", "build_blueprint"]
@@ -22,7 +22,7 @@ __all__ = ["COMPONENT_AREAS", "FILE_AREAS", "build_blueprint"]
 # `files(cluster, components) -> list[OutputFile]`. Modules, not functions, so that the function
 # is looked up when the builder runs (tests replace one area's function). Files are sorted by
 # path afterwards, so the order here is only the order a reader meets them.
-COMPONENT_AREAS: tuple[ModuleType, ...] = (platform, restore, workloads, alerts, maintenance)
+COMPONENT_AREAS: tuple[ModuleType, ...] = (platform, certificates, restore, workloads, alerts, maintenance)
 FILE_AREAS: tuple[ModuleType, ...] = (seeds, gitops, docs)
 
 

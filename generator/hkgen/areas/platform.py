@@ -244,7 +244,8 @@ def _cert_manager(cluster: Cluster) -> Component:
     release = Release("cert-manager", "cert-manager", _chart(cluster, "cert-manager"), freeze(values))
     return Component("cert-manager", "controllers", "cert-manager", releases=(release,),
                      depends_on=("prometheus-crds",) if _monitoring(cluster) else (),
-                     description="cert-manager: certificates for the barman-cloud plugin's gRPC endpoint.")
+                     description="cert-manager: HTTPS for the web UIs, TLS for MQTT, the barman-cloud plugin's "
+                                 "gRPC endpoint.")
 
 
 def _longhorn(cluster: Cluster) -> Component:
@@ -348,16 +349,36 @@ def _longhorn_config(cluster: Cluster) -> Component:
                   "dataLocality": "disabled", "recurringJobSelector": selector}
         if backup_class == "critical" and cluster.backup is not None:
             params["backupTargetName"] = "default"
+            if cluster.backup.encrypt_volumes:
+                params |= _encryption_params()
         classes.append({"name": name, "default": backup_class == _DEFAULT_CLASS,
                         "reclaimPolicy": "Delete" if backup_class == "none" else "Retain", "parameters": params})
+    crypto: tuple[OutputFile, ...] = ()
+    if cluster.backup is not None and cluster.backup.encrypt_volumes:
+        crypto = (_file("volume-encryption.yaml", "longhorn/volume-encryption.yaml.j2", name=CRYPTO_SECRET,
+                        namespace=LONGHORN_NS, passphrase=placeholder("LONGHORN_ENCRYPTION_PASSWORD")),)
     return Component(
         "longhorn-config", "configs", LONGHORN_NS,
         files=(_file("recurring-jobs.yaml", "longhorn/recurring-jobs.yaml.j2", namespace=LONGHORN_NS, jobs=jobs),
                _file("storage-classes.yaml", "longhorn/storage-classes.yaml.j2", classes=classes,
-                     recreate=RECREATE_ANNOTATIONS)),
+                     recreate=RECREATE_ANNOTATIONS), *crypto),
         depends_on=("longhorn",),
         description="Recurring snapshots and backups and the three StorageClasses of the backup classes.",
     )
+
+
+CRYPTO_SECRET = "longhorn-crypto"  # noqa: S105 - the Secret's name; its value is a placeholder
+
+
+def _encryption_params() -> dict[str, str]:
+    """StorageClass parameters of Longhorn volume encryption: the CSI driver reads the passphrase
+    from one Secret when it creates, stages and publishes a volume.
+    """
+    params = {"encrypted": "true"}
+    for step in ("provisioner", "node-publish", "node-stage"):
+        params[f"csi.storage.k8s.io/{step}-secret-name"] = CRYPTO_SECRET
+        params[f"csi.storage.k8s.io/{step}-secret-namespace"] = LONGHORN_NS
+    return params
 
 
 def components(cluster: Cluster) -> list[Component]:

@@ -530,6 +530,7 @@ def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
     from ..analysis.report import report
     from ..analysis.resilience import analyse
     from ..config.secrets import required_keys
+    from .certificates import lan_facts
 
     figures = report(analyse(cluster))
     context = {
@@ -546,5 +547,6 @@ def files(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
         "engine": cluster.engine,
         "secrets_file": md(cluster.secrets_file),
         "secret_keys": [{"name": code(k.name), "what": md(k.description)} for k in required_keys(cluster)],
+        "lan": lan_facts(cluster),  # names, certificates and logins on the LAN (areas/certificates.py)
     }
     return [OutputFile(PurePosixPath("README.md"), "core/docs/README.md.j2", freeze(context), "markdown")]

@@ -18,7 +18,9 @@ from typing import Any, cast
 
 from ..config.catalogue import CUSTOM_NAMESPACE, AppSpec, Workload, app_workloads, holds, load_catalogue, resolve
 from ..config.model import Cluster, CustomApp, ZigbeeNetwork
-from ..config.secrets import key_for, mqtt_users, placeholder, required_keys
+from ..config.mqtt import mqtt_policy
+from ..config.secrets import key_for, placeholder, required_keys
+from ..config.tls import tls_context
 from ..core.errors import ConfigError, Problem, RenderError
 from .parts import Chart, Component, Format, OutputFile, Release, freeze
 
@@ -51,8 +53,16 @@ def app_distro(cluster: Cluster) -> Mapping[str, Any]:
 
     facts = distro(cluster)
     selector = facts["ingressController"]["selector"]
-    long_lived = _NGINX_LONG_LIVED if "nginx-ingress-microk8s" in selector.values() else {}
-    merged: Mapping[str, Any] = freeze({**facts, **APP_DISTRO, "longLivedAnnotations": long_lived})
+    nginx = "nginx-ingress-microk8s" in selector.values()
+    long_lived = _NGINX_LONG_LIVED if nginx else {}
+    # HTTPS only, and the admin login for UIs without one of their own (an htpasswd Secret).
+    # Traefik (MicroK8s 1.35+) needs Middleware objects for a login: those UIs are not exposed there.
+    https = {"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"} if nginx else {}
+    login = {"nginx.ingress.kubernetes.io/auth-type": "basic",
+             "nginx.ingress.kubernetes.io/auth-secret": tls_context(cluster)["loginSecret"],
+             "nginx.ingress.kubernetes.io/auth-realm": f"{cluster.name} cluster"} if nginx else None
+    merged: Mapping[str, Any] = freeze({**facts, **APP_DISTRO, "longLivedAnnotations": long_lived,
+                                        "httpsAnnotations": https, "loginAnnotations": login})
     return merged
 
 
@@ -94,6 +104,7 @@ def _zigbee_item(cluster: Cluster, net: ZigbeeNetwork, host: str | None) -> dict
     return {
         "name": net.name, "base_topic": net.base_topic, "channel": net.channel, "adapter": net.adapter,
         "serial_port": port, "usb": usb, "where": where, "key": key_for("ZIGBEE", net.name),
+        "mqtt_user": f"zigbee2mqtt-{net.name}", "mqtt_key": key_for("MQTT_PASSWORD", f"zigbee2mqtt-{net.name}"),
         "host": f"{host}-{net.name}.{cluster.domain}" if host else None,
     }
 
@@ -111,7 +122,9 @@ def _base_context(cluster: Cluster) -> dict[str, Any]:
         "distro": app_distro(cluster),
         "s3": _s3(cluster),
         "secret": {k.name: placeholder(k.name) for k in required_keys(cluster)},
-        "mqtt_users": [{"name": u, "key": key_for("MQTT_PASSWORD", u)} for u in mqtt_users(cluster)],
+        "tls": tls_context(cluster),
+        "mqtt_users": [{"name": u.name, "key": u.key, "readwrite": u.readwrite, "read": u.read, "role": u.role,
+                        "instance": u.instance} for u in mqtt_policy(cluster)],
         "enabled_apps": sorted(enabled),
         "app_settings": {a.name: dict(a.settings) for a in cluster.apps if a.enabled},
         "app_namespaces": sorted({catalogue[name].namespace for name in enabled}
@@ -202,6 +215,8 @@ def _custom_lb_ips(cluster: Cluster) -> dict[str, str]:
     mosq = cluster.app("mosquitto")
     if mosq is not None:
         taken.add(ipaddress.IPv4Address(mosq.settings["loadBalancerIP"]))
+    if cluster.dns_server_ip is not None:
+        taken.add(ipaddress.IPv4Address(cluster.dns_server_ip))
     out: dict[str, str] = {}
     for app in cluster.custom_apps:
         if app.expose == "loadBalancer" and app.load_balancer_ip is not None:
@@ -237,6 +252,8 @@ def _custom_component(cluster: Cluster, app: CustomApp, lb_ip: str | None) -> Co
     names = ["workload.yaml", "service.yaml"]
     if app.expose == "ingress":
         names.append("ingress.yaml")
+        if app.login == "admin":
+            names.append("login-secret.yaml")
     if app.secret_env:
         names.append("secret.yaml")
     files = [OutputFile(PurePosixPath(n), f"apps/_custom/templates/{n}.j2", freeze(context)) for n in names]

@@ -16,6 +16,7 @@ ORDER = (
     "init",
     "migrate",
     "secrets",
+    "ca",
     "verify_charts",
     "schema",
     "docs",

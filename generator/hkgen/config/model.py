@@ -24,6 +24,7 @@ __all__ = [
     "Node",
     "Satellite",
     "SerialDevice",
+    "Tls",
     "UsbDevice",
     "Wifi",
     "ZigbeeNetwork",
@@ -162,6 +163,7 @@ class Backup:
     backup_cron: str
     backup_retain: int
     restore_on_rebuild: bool
+    encrypt_volumes: bool = False  # critical volumes LUKS-encrypted by Longhorn
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,18 @@ class CustomApp:
     host_network: bool
     expose: str
     load_balancer_ip: str | None = None  # with expose: loadBalancer, the address asked for
+    login: str = "admin"  # with expose: ingress, `admin` (the ingress asks) or `own` (the app does)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Who issues the web UIs' certificates (`tls` in cluster.yaml; config/tls.py uses it)."""
+
+    issuer: str = "internal"  # internal CA, or acme (DNS-01)
+    acme_email: str = ""
+    acme_server: str = "production"
+    solver: str = ""  # cloudflare or rfc2136
+    rfc2136: tuple[tuple[str, str], ...] = ()  # nameserver, keyName, algorithm
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,8 @@ class Cluster:
     custom_apps: tuple[CustomApp, ...] = ()
     alerts: Alerts | None = None  # None only for models built without an `alerts` section (tests)
     reboot_window_hours: int = 3  # os.upgrades.rebootWindowHours: kured's nightly window
+    tls: Tls = Tls()
+    dns_server_ip: str | None = None  # network.dnsServerIP: k8s-gateway answers for the domain there
 
     def __hash__(self) -> int:
         # Per-cluster caches (`functools.cache` on a Cluster) hash it on every call; the generated
@@ -401,7 +417,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
             prefix=bk["s3"].get("prefix", cl["name"]),
             snapshot_cron=bk["snapshots"]["cron"], snapshot_retain=bk["snapshots"]["retain"],
             backup_cron=bk["backups"]["cron"], backup_retain=bk["backups"]["retain"],
-            restore_on_rebuild=bk["restoreOnRebuild"],
+            restore_on_rebuild=bk["restoreOnRebuild"], encrypt_volumes=bk.get("encryptVolumes", False),
         )
     merged_versions = {group: dict(pins) for group, pins in versions.items()}
     for group, pins in data["versions"].items():
@@ -418,6 +434,7 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
             backup_class=c["storage"]["backupClass"] if "storage" in c else "none",
             env=tuple(sorted(c["env"].items())), secret_env=tuple(sorted(c["secretEnv"].items())),
             host_network=c["hostNetwork"], expose=c["expose"], load_balancer_ip=c.get("loadBalancerIP"),
+            login=c.get("login", "admin"),
         )
         for c in data["customApps"]
     )
@@ -450,4 +467,13 @@ def build_model(data: dict[str, Any], source: str, versions: dict[str, dict[str,
         versions=merged_versions, apps=apps, custom_apps=custom,
         alerts=build_alerts(data["alerts"]) if "alerts" in data else None,
         reboot_window_hours=os_["upgrades"]["rebootWindowHours"],
+        tls=_tls(data.get("tls") or {}),
+        dns_server_ip=net.get("dnsServerIP"),
     )
+
+
+def _tls(t: dict[str, Any]) -> Tls:
+    acme = t.get("acme") or {}
+    return Tls(issuer=t.get("issuer", "internal"), acme_email=acme.get("email", ""),
+               acme_server=acme.get("server", "production"), solver=acme.get("solver", ""),
+               rfc2136=tuple(sorted((k, str(v)) for k, v in (acme.get("rfc2136") or {}).items())))

@@ -89,6 +89,13 @@ PATTERNS: dict[str, str] = {
     "^(/[A-Za-z0-9._-]+)+$": "absolute path of letters, digits, `.`, `_` and `-`",
     "^[A-Z_][A-Z0-9_]{0,63}$": "environment variable name: capitals, digits and `_`",
     "^[A-Z][A-Z0-9_]{0,63}$": "secret key name in secrets.sops.yaml: capitals, digits and `_`",
+    "^(#|(\\+|[^#+$/\\s][^#+/\\s]*)(/(\\+|[^#+/\\s]*))*(/#)?)$": "MQTT topic filter: levels separated by `/`, "
+    "`+` for one whole level, `#` only as the last level, no spaces, not starting with `$`",
+    "^(?!homeassistant$)(?!zigbee2mqtt)[a-z][a-z0-9-]{0,31}$": "lowercase name: a letter, then letters, digits or "
+    "`-`; not `homeassistant` and not starting with `zigbee2mqtt` (those users are hkgen's own)",
+    "^[A-Za-z0-9.\\[\\]:-]+:[0-9]{1,5}$": "host:port, e.g. 203.0.113.53:53",
+    "^[A-Za-z0-9._-]{1,100}$": "letters, digits, `.`, `_` and `-`",
+    "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$": "e-mail address",
 }
 
 _FORMATS = {

@@ -65,15 +65,9 @@ def placeholder(key: str) -> str:
 
 def mqtt_users(cluster: Cluster) -> list[str]:
     """MQTT users with passwords: the apps' own users plus the ones listed for mosquitto."""
-    users: list[str] = []
-    if cluster.app("home-assistant"):
-        users.append("homeassistant")
-    if cluster.app("zigbee2mqtt"):
-        users.append("zigbee2mqtt")
-    mosq = cluster.app("mosquitto")
-    if mosq:
-        users.extend(u for u in mosq.settings.get("users", []) if u not in users)
-    return users
+    from .mqtt import mqtt_policy  # each zigbee2mqtt instance has a user of its own (config/mqtt.py)
+
+    return [u.name for u in mqtt_policy(cluster)]
 
 
 def required_keys(cluster: Cluster) -> list[SecretKey]:
@@ -98,6 +92,9 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
             SecretKey("S3_ACCESS_KEY_ID", "access key of the S3-compatible backup target", rf"^[{_SAFE}]{{3,}}$"),
             SecretKey("S3_SECRET_ACCESS_KEY", "secret key of the S3-compatible backup target", rf"^[{_SAFE}]{{8,}}$"),
         ]
+        if cluster.backup.encrypt_volumes:
+            keys.append(SecretKey("LONGHORN_ENCRYPTION_PASSWORD", "passphrase of the encrypted critical volumes "
+                                  "(lose it and their backups cannot be read; 32+ characters)", rf"^[{_SAFE}]{{32,}}$"))
     zigbee2mqtt = cluster.app("zigbee2mqtt")
     if zigbee2mqtt and zigbee2mqtt.settings.get("frontend"):
         # The web frontend can re-pair, rename and remove every device: never open to the LAN.
@@ -138,6 +135,9 @@ def required_keys(cluster: Cluster) -> list[SecretKey]:
     for app in cluster.custom_apps:
         keys += [SecretKey(k, f"{var} of custom app {app.name}", rf"^[{_SAFE}]{{1,}}$") for var, k in app.secret_env]
     keys += _alert_keys(cluster)
+    from .tls import tls_keys  # the internal CA, the web login, DNS-01 credentials
+
+    keys += tls_keys(cluster, _SAFE)
     unique = {k.name: k for k in keys}
     return [unique[n] for n in sorted(unique)]
 

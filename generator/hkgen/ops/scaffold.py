@@ -181,9 +181,13 @@ Supply = Callable[[SecretKey, bool], str | None]  # (key, must_supply) -> value 
 
 def _values_for(keys: list[SecretKey], cluster: Cluster, supply: Supply, existing: Mapping[str, str],
                 change: SecretsChange) -> dict[str, str]:
+    from .pki import DERIVED, derive
+
     manual = user_supplied(cluster)
     out: dict[str, str] = {}
     for key in keys:
+        if key.name in DERIVED:
+            continue  # made from the others below (the CA pair together, the hash from its password)
         value = supply(key, key.name in manual)
         if value is not None:
             if not re.match(key.pattern, value):
@@ -206,6 +210,10 @@ def _values_for(keys: list[SecretKey], cluster: Cluster, supply: Supply, existin
                 continue
         out[key.name] = PLACEHOLDER
         change.placeholders.append(key.name)
+    wanted = {k.name for k in keys if k.name in DERIVED and k.name not in out}
+    if wanted:
+        out.update(derive(cluster, wanted, {**existing, **out}))
+        change.generated += sorted(wanted)
     return out
 
 

@@ -633,6 +633,12 @@ class _Checks:
         mosq = self.c.app("mosquitto")
         if mosq is not None:
             wanted.append((("apps", "mosquitto", "loadBalancerIP"), mosq.settings["loadBalancerIP"], "mosquitto"))
+        if self.c.dns_server_ip is not None:
+            wanted.append((("network", "dnsServerIP"), self.c.dns_server_ip, "the DNS server"))
+        from ..config.tls import tls_problems  # ACME settings, MQTT access of unknown users
+
+        for path, message, hint in tls_problems(self.c):
+            self.err(path, message, hint)
         for i, custom in enumerate(self.c.custom_apps):
             if custom.load_balancer_ip is None:
                 continue
