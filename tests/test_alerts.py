@@ -607,4 +607,4 @@ def test_plan_lists_the_alert_for_every_single_node_failure(hkgen: Any) -> None:
     assert "HkgenZigbeeBridgeOffline" not in failures["node w2 down"]["held_back"]
     assert "HkgenControlPlaneDegraded" in failures["node cp2 down"]["held_back"]
     assert failures["satellite zsat-garden down"]["alert"] == "HkgenZigbeeSatelliteUnreachable"
-    assert section["reaches_someone"] is False  # the reference has no receiver until its secret exists
+    assert section["reaches_someone"] is True and section["receivers"] == ["Home Assistant"]

@@ -22,6 +22,12 @@ GLUED = re.compile(r"[.)`]\d+\. [A-Z]|[a-z`)]\.[A-Z][a-z]+ ")
 def _four_nodes(data: Any) -> None:
     data["nodes"] = data["nodes"][:4]  # 3 control planes, 1 worker
     data["storage"]["longhorn"]["replicas"] = 2
+    # Every Pi must be able to take another's apps (validate's HA rule): all control planes run apps
+    # and the monitoring stack is off.
+    for node in data["nodes"][:3]:
+        node["schedulable"] = True
+    data["apps"]["grafana"]["enabled"] = False
+    data["apps"]["monitoring"]["enabled"] = False
     data["zigbee"]["networks"] = [n for n in data["zigbee"]["networks"]
                                   if "satellite" in n["coordinator"] or n["coordinator"].get("node") in
                                   {m["hostname"] for m in data["nodes"]}]

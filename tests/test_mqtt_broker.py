@@ -124,13 +124,15 @@ class Broker:
         for line in proc.stdout:
             if "received suback" in line.lower():
                 return proc
+        proc.stdout.close()
         raise AssertionError(f"{user} got no SUBACK for {topic}: exit {proc.wait()}")
 
     @staticmethod
     def messages(proc: subprocess.Popen[str]) -> list[str]:
         """Messages (`topic payload`) the subscriber got before it stopped."""
         assert proc.stdout is not None
-        rest = proc.stdout.read()
+        with proc.stdout:  # closed here: an open pipe left to the garbage collector is a ResourceWarning
+            rest = proc.stdout.read()
         proc.wait(timeout=20)
         debug = ("Client ", "Subscribed", "Timed out")
         return [line for line in rest.splitlines() if line and not line.startswith(debug)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .keys import key_for
 from .model import Cluster
 
 __all__ = ["DISCOVERY", "MqttUser", "device_defaults", "mqtt_policy"]
@@ -58,8 +59,6 @@ def _unique(items: list[str]) -> tuple[str, ...]:
 
 def mqtt_policy(cluster: Cluster) -> list[MqttUser]:
     """Every MQTT user of `cluster` with its rights, in a stable order (apps first, then devices)."""
-    from .secrets import key_for
-
     devices = _devices(cluster)
     bridges = list(cluster.zigbee) if cluster.app("zigbee2mqtt") else []
     users: list[MqttUser] = []

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, Problem, ToolError
 from .agekeys import sops_age_recipients
+from .keys import SecretKey, key_for, placeholder
 from .load import Document
 from .model import Cluster
 
@@ -41,26 +41,6 @@ _ENC = re.compile(r"^ENC\[AES256_GCM,data:.*\]$", re.S)
 # Values are substituted as text into YAML inside the cluster (Flux postBuild, the Argo CD plugin):
 # no quotes, backslashes, '$', '`', braces or white space, which could break or escape the YAML.
 _SAFE = r"A-Za-z0-9!#%*+,./:;=?@^_~-"
-
-
-@dataclass(frozen=True)
-class SecretKey:
-    """One secret value a cluster needs."""
-
-    name: str
-    description: str
-    # Expected form of the decrypted value (checked by boot-media and `hkgen secrets check`).
-    pattern: str = r"^.{8,}$"
-
-
-def key_for(*parts: str) -> str:
-    """Secret key name from parts: upper case, anything but A-Z0-9 as '_' ('node-red' -> 'NODE_RED')."""
-    return "_".join(re.sub(r"[^A-Z0-9]+", "_", p.upper()).strip("_") for p in parts)
-
-
-def placeholder(key: str) -> str:
-    """How a rendered file refers to a secret value (substituted in the cluster, never by hkgen)."""
-    return "${" + key + "}"
 
 
 def mqtt_users(cluster: Cluster) -> list[str]:

@@ -1,6 +1,7 @@
 """Certificates, logins and names on the LAN, as cluster facts: which issuer signs the web UIs'
 certificates, which secret keys that needs, which web UIs sit behind the shared admin login, and
-the rules `hkgen validate` applies to the `tls` section and `mosquitto.access`.
+which names no public CA certifies (`validation/lan.py` holds the rules `hkgen validate` applies to
+the `tls` section and `mosquitto.access`).
 
 The internal CA always exists (the MQTT broker's certificate names LAN addresses and in-cluster
 service names, which no public CA certifies); `tls.issuer: acme` switches only the web UIs to
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .keys import SecretKey
 from .model import Cluster
 
-__all__ = ["ACME_ISSUER", "INTERNAL_ISSUER", "PRIVATE_SUFFIXES", "tls_context", "tls_keys", "tls_problems"]
+__all__ = ["ACME_ISSUER", "INTERNAL_ISSUER", "PRIVATE_SUFFIXES", "SOLVER_KEYS", "tls_context", "tls_keys", "web_login"]
 
 INTERNAL_ISSUER = "hkgen-internal-ca"
 ACME_ISSUER = "hkgen-acme"
@@ -35,8 +37,6 @@ def web_login(cluster: Cluster) -> bool:
 
 def tls_keys(cluster: Cluster, safe: str) -> list[Any]:
     """Secret keys of the CA, the admin login and the DNS-01 credentials (config/secrets.py's contract)."""
-    from .secrets import SecretKey
-
     keys = [
         SecretKey("INTERNAL_CA_KEY", "private key of the cluster's internal CA, base64 PEM (made by hkgen)", _B64),
         SecretKey("INTERNAL_CA_CERT", "certificate of the cluster's internal CA, base64 PEM (made by hkgen)", _B64),
@@ -62,36 +62,3 @@ def tls_context(cluster: Cluster) -> dict[str, Any]:
         "webIssuer": ACME_ISSUER if acme else INTERNAL_ISSUER,
         "loginSecret": "web-admin-login",
     }
-
-
-def tls_problems(cluster: Cluster) -> list[tuple[tuple[Any, ...], str, str]]:
-    """(path, message, hint) of every rule the `tls` section and `mosquitto.access` break."""
-    out: list[tuple[tuple[Any, ...], str, str]] = []
-    t = cluster.tls
-    if t.issuer == "acme":
-        if not t.solver:
-            out.append((("tls", "issuer"), "issuer acme needs tls.acme (email and solver)",
-                        "add tls.acme, or use issuer: internal"))
-        suffix = cluster.domain.rsplit(".", 1)[-1]
-        if suffix in PRIVATE_SUFFIXES:
-            out.append((("tls", "issuer"), f"Let's Encrypt cannot certify names under {cluster.domain} (.{suffix} "
-                        "is not a public domain)", "use issuer: internal, or a cluster.domain you own"))
-        if t.solver == "rfc2136" and not t.rfc2136:
-            out.append((("tls", "acme", "solver"), "solver rfc2136 needs tls.acme.rfc2136 (nameserver, keyName)",
-                        "add tls.acme.rfc2136"))
-    from ..areas.platform import distro
-
-    if "nginx-ingress-microk8s" not in distro(cluster)["ingressController"]["selector"].values():
-        for i, custom in enumerate(cluster.custom_apps):
-            if custom.expose == "ingress" and custom.login == "admin":
-                out.append((("customApps", i, "login"), f"{custom.name}: this MicroK8s' ingress controller (Traefik) "
-                            "cannot ask for the admin login", "set login: own if the app has a login of its own, "
-                            "or expose: none"))
-    mosq = cluster.app("mosquitto")
-    if mosq is not None:
-        users = set(mosq.settings.get("users", []))
-        for name in sorted(mosq.settings.get("access") or {}):
-            if name not in users:
-                out.append((("apps", "mosquitto", "access", name), f"{name} is not in apps.mosquitto.users",
-                            "add it to users (it needs a password), or remove its access entry"))
-    return out

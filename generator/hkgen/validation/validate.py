@@ -635,7 +635,7 @@ class _Checks:
             wanted.append((("apps", "mosquitto", "loadBalancerIP"), mosq.settings["loadBalancerIP"], "mosquitto"))
         if self.c.dns_server_ip is not None:
             wanted.append((("network", "dnsServerIP"), self.c.dns_server_ip, "the DNS server"))
-        from ..config.tls import tls_problems  # ACME settings, MQTT access of unknown users
+        from .lan import tls_problems  # ACME settings, logins, MQTT access of unknown users
 
         for path, message, hint in tls_problems(self.c):
             self.err(path, message, hint)
