@@ -41,11 +41,18 @@ def survival_problems(cluster: Cluster) -> list[Found]:
         if f.volumes_at_risk:
             why.append("volumes lose their last replica")
         reasons.append(f"{f.node} ({'; '.join(why)})")
+    # Name an app that is on: the heavy, non-essential ones first (they free the most room for
+    # Home Assistant and its broker), else one whose pods found no room.
+    enabled = {app.name for app in cluster.apps if app.enabled}
+    stranded = {name for f in bad for name in f.stranded}
+    apps: list[str] = [n for n in ("monitoring", "grafana") if n in enabled]
+    apps += sorted({w.app for w in a.workloads if w.name in stranded} & enabled)
+    app = apps[0] if apps else "<name>"
     out.append((("nodes",),
                 "topology ha promises to survive the loss of any one node, but losing " + ", ".join(reasons)
                 + " is not survivable (see `hkgen plan`)",
-                "add a schedulable worker (or give nodes more memory), or disable an app such as monitoring "
-                "(apps.monitoring.enabled: false)"))
+                f"add a schedulable worker (or give nodes more memory), or disable an app such as {app} "
+                f"(apps.{app}.enabled: false)"))
     return out
 
 
