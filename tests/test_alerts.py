@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import pytest
 from ruamel.yaml import YAML
 
+from conftest import tools
 from hkgen.areas import alert_rules
 from hkgen.pipeline import Rendering, render_cluster
 
@@ -318,7 +319,7 @@ def _dump(data: Any, path: Path) -> None:
         yaml.dump(data, fh)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_every_rendered_rule_passes_promtool_check(home: Rendering, tmp_path: Path) -> None:
     """`promtool check rules` on the rules as rendered (annotations' templates included)."""
     assert PROMTOOL is not None
@@ -359,7 +360,7 @@ def _promtool_test(groups: list[dict[str, Any]], cases: dict[str, list[dict[str,
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_every_hkgen_alert_fires_when_it_should_and_stays_quiet_when_healthy(home: Rendering, tmp_path: Path) -> None:
     groups = _groups(home)
     rendered = {r["alert"] for g in groups for r in g["rules"]}
@@ -368,7 +369,7 @@ def test_every_hkgen_alert_fires_when_it_should_and_stays_quiet_when_healthy(hom
     _promtool_test(groups, CASES, tmp_path)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_unit_tests_can_fail(home: Rendering, tmp_path: Path) -> None:
     """A scenario that expects the wrong thing fails: the unit tests are not vacuous."""
     assert PROMTOOL is not None
@@ -377,7 +378,7 @@ def test_unit_tests_can_fail(home: Rendering, tmp_path: Path) -> None:
         _promtool_test(_groups(home), wrong, tmp_path)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_argocd_sync_alert(tmp_path: Path) -> None:
     """With Argo CD the GitOps alert reads argocd_app_info (model-level: no full render needed)."""
     from conftest import write_secrets
@@ -435,7 +436,7 @@ TEST_VALUES = {"ALERTS_HOME_ASSISTANT_WEBHOOK_ID": "abcdefghijklmnopqrstuvwxyz01
                "ALERTS_HEARTBEAT_URL": "http://127.0.0.1:9/heartbeat"}
 
 
-@pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian prometheus-alertmanager) is not installed")
+@tools("amtool", reason="Debian prometheus-alertmanager")
 @pytest.mark.parametrize("which", ["home", "everything"])
 def test_alertmanager_config_passes_amtool(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     assert AMTOOL is not None
@@ -493,7 +494,7 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(ALERTMANAGER is None, reason="alertmanager (Debian prometheus-alertmanager) is not installed")
+@tools("prometheus-alertmanager", reason="Debian prometheus-alertmanager")
 def test_real_alertmanager_routes_to_the_household(everything: Rendering, tmp_path: Path) -> None:
     """The rendered configuration in a real Alertmanager on 127.0.0.1: an hkgen alert reaches the
     household webhook, a warning from the chart's rules does not, and the Watchdog goes to the
@@ -572,7 +573,7 @@ def test_real_alertmanager_routes_to_the_household(everything: Rendering, tmp_pa
     assert names == {"HkgenNodeNotReady", "HkgenBackupFailed", "Watchdog"}  # not the held-back or chart warning
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian prometheus) is not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_home_dashboard_is_the_home_page_and_its_queries_parse(home: Rendering, tmp_path: Path) -> None:
     """Grafana's home page is hkgen's "Is my house OK?" dashboard; every query is valid PromQL
     (checked by promtool as recording rules) and it shows alerts, nodes, storage, backups, Zigbee."""

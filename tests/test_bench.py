@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import missing
+
 
 def test_bench_quick_runs_and_prints_every_figure(repo: Path) -> None:
     done = subprocess.run([sys.executable, str(repo / "bench" / "bench.py"), "--quick"], cwd=repo,
@@ -18,12 +20,10 @@ def test_bench_quick_runs_and_prints_every_figure(repo: Path) -> None:
 
 def test_schema_bench_runs_and_prints_the_ratio(repo: Path) -> None:
     """bench/schemas.py compares with the copied upstream schemas of commit 7489cbd read from ../shared."""
-    import pytest
-
     if not (repo.parent / "shared" / "schemas" / "crds").is_dir():
-        pytest.skip("no ../shared/schemas (the 'before' side of the benchmark)")
+        missing("no ../shared/schemas (the 'before' side of the benchmark)")
     if subprocess.run(["git", "cat-file", "-e", "7489cbd^{commit}"], cwd=repo, check=False).returncode:
-        pytest.skip("shallow checkout: commit 7489cbd (the 'before' code) is not available")
+        missing("shallow checkout: commit 7489cbd (the 'before' code) is not available")
     done = subprocess.run([sys.executable, str(repo / "bench" / "schemas.py"), "--pairs", "1", "--nodes", "9"],
                           cwd=repo, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

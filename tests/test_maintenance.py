@@ -3,7 +3,6 @@ the maintenance gate rules checked and unit-tested with the real promtool."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import tools
 from hkgen.areas import maintenance
 from hkgen.areas.blueprint import build_blueprint
 from hkgen.render.jinja import render_blueprint
@@ -68,7 +68,7 @@ def test_prepull_holds_the_images_of_the_apps_that_move(tree: dict[str, bytes]) 
     assert "tolerations" not in ds["spec"]["template"]["spec"]  # not on the NoSchedule control planes
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@tools("promtool", reason="Debian prometheus")
 def test_gate_rules_fire_when_they_should(tree: dict[str, bytes], tmp_path: Path) -> None:
     (rules,) = _docs(tree, "platform/controllers/kured/gate-rules.yaml")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules["spec"]))

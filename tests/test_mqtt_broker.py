@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from conftest import tools
 from hkgen.areas import workloads
 from hkgen.config.load import load_file
 from hkgen.config.model import Cluster
@@ -37,8 +38,7 @@ HOME = REPO / "clusters" / "home" / "cluster.yaml"
 SAFE = YAML(typ="safe", pure=True)
 TOOLS = ("mosquitto", "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd", "openssl", "stdbuf")
 
-pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                                reason="needs Debian mosquitto, mosquitto-clients and openssl")
+pytestmark = tools(*TOOLS, reason="Debian mosquitto, mosquitto-clients, openssl, coreutils")
 
 
 def _cluster(tmp: Path) -> Cluster:

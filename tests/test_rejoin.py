@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import need_programs
 from hkgen.areas import rejoin, seeds
 from hkgen.config.load import load_file
 from hkgen.config.model import Cluster
@@ -411,10 +412,8 @@ def test_new_scripts_pass_shellcheck() -> None:
 
 def test_new_units_pass_systemd_analyze(tmp_path: Path) -> None:
     import re
-    import shutil
 
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+    need_programs("systemd-analyze")
     units = []
     for name in ("hkgen-gitops-bootstrap.service", "hkgen-gitops-bootstrap.timer",
                  "hkgen-microk8s-reclaim.service", "hkgen-microk8s-reclaim.timer"):
