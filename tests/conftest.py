@@ -221,3 +221,17 @@ def write_secrets(cluster_dir: Path, values: dict[str, str] | None = None) -> tu
 def secrets_for() -> object:
     """`secrets_for(cluster_dir, values=None) -> (age key file, values)`: see write_secrets."""
     return write_secrets
+
+
+# A stand-in `openssl` for the join and reclaim scripts (no peer runs here): s_client prints which
+# address it reached; x509 answers with the CA that address presents ($FAKE_CAS: "address keyid" lines).
+FAKE_OPENSSL = """#!/bin/bash
+case $1 in
+  s_client) echo "CERT ${3%%:*}" ;;
+  x509)
+    read -r _ peer
+    ca=$(sed -n "s/^$peer //p" "$FAKE_CAS")
+    [ -n "$ca" ] && printf 'X509v3 Authority Key Identifier: \\n    keyid:%s\\n' "$ca" ;;
+esac
+exit 0
+"""

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import need_programs
+from conftest import FAKE_OPENSSL, need_programs
 from hkgen.areas import rejoin, seeds
 from hkgen.config.load import load_file
 from hkgen.config.model import Cluster
@@ -139,17 +139,6 @@ echo "$FAKE_HOST: snap $*" >>"$FAKE_LOG"
 case $1 in
   list) exit 0 ;;
   services) echo "microk8s.daemon-kubelite  enabled  active  -" ;;
-esac
-exit 0
-"""
-FAKE_OPENSSL = """#!/bin/bash
-# s_client prints which address it reached; x509 answers with the CA that address presents ($FAKE_CAS).
-case $1 in
-  s_client) echo "CERT ${3%%:*}" ;;
-  x509)
-    read -r _ peer
-    ca=$(sed -n "s/^$peer //p" "$FAKE_CAS")
-    [ -n "$ca" ] && printf 'X509v3 Authority Key Identifier: \\n    keyid:%s\\n' "$ca" ;;
 esac
 exit 0
 """

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from conftest import need_programs, tools
+from conftest import FAKE_OPENSSL, need_programs, tools
 from hkgen.areas import seeds
 from hkgen.areas.parts import Blueprint
 from hkgen.config.load import load_file
@@ -1009,17 +1009,6 @@ case $1 in
       *) echo "Please ensure the master node is reachable. [Errno 113] No route to host"; exit 1 ;;
     esac ;;
 esac
-"""
-FAKE_OPENSSL = """#!/bin/bash
-# s_client prints which peer it reached; x509 answers with that peer's CA from $FAKE_CAS.
-case $1 in
-  s_client) echo "CERT ${3%%:*}" ;;
-  x509)
-    read -r _ peer
-    ca=$(sed -n "s/^$peer //p" "$FAKE_CAS")
-    [ -n "$ca" ] && printf 'X509v3 Authority Key Identifier: \n    keyid:%s\n' "$ca" ;;
-esac
-exit 0
 """
 FAKE_SNAP = """#!/bin/bash
 echo "snap $*" >>"$FAKE_LOG"

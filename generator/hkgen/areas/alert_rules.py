@@ -210,22 +210,9 @@ def _critical_pvcs(cluster: Cluster) -> list[tuple[str, str]]:
 
 def _postgres_clusters(cluster: Cluster) -> list[tuple[str, str, bool]]:
     """(namespace, CloudNativePG cluster, backed up off-site) of every database hkgen renders."""
-    from ..config.catalogue import app_workloads, holds, load_catalogue
+    from .restore import postgres_clusters
 
-    catalogue = load_catalogue()
-    out = []
-    for app in cluster.apps:
-        if not app.enabled:
-            continue
-        spec = catalogue[app.name]
-        kinds = {w.name: w for w in app_workloads(spec, app.settings, cluster)}
-        for f in spec.files:
-            params = dict(f.params)
-            w = kinds.get(str(params.get("workload")))
-            if f.template.endswith("cnpg-cluster.yaml.j2") and w is not None and holds(f.when, app.settings, cluster):
-                backed_up = cluster.backup is not None and any(v.backup_class == "critical" for v in w.volumes)
-                out.append((spec.namespace, str(params["name"]), backed_up))
-    return sorted(out)
+    return [(db.namespace, db.cluster, cluster.backup is not None and db.critical) for db in postgres_clusters(cluster)]
 
 
 def _node_rules(cluster: Cluster) -> list[Rule]:

@@ -185,12 +185,34 @@ def gated_databases(cluster: Cluster) -> list[GatedDatabase]:
     """CloudNativePG clusters with off-site backups whose app has the `postgresGeneration` setting."""
     if not _restoring(cluster):
         return []
+    out = [GatedDatabase(db.app, db.namespace, db.cluster, db.generation)
+           for db in postgres_clusters(cluster) if db.critical and db.generation is not None]
+    return sorted(out, key=lambda d: (d.namespace, d.cluster))
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    """A CloudNativePG cluster an enabled app renders (its `cnpg-cluster.yaml.j2` file)."""
+
+    app: str
+    namespace: str
+    cluster: str
+    critical: bool  # its volume's backup class is critical (backed up off-site when there is a target)
+    generation: int | None  # the app's `postgresGeneration` setting, if it has one
+
+
+def _generation(settings: Mapping[str, Any]) -> int | None:
+    return int(settings[GENERATION_SETTING]) if GENERATION_SETTING in settings else None
+
+
+def postgres_clusters(cluster: Cluster) -> list[PostgresCluster]:
+    """Every CloudNativePG cluster hkgen renders for `cluster` (the restore gate and the alert rules)."""
     from ..config.catalogue import app_workloads, holds, load_catalogue
 
     catalogue = load_catalogue()
-    out: list[GatedDatabase] = []
+    out: list[PostgresCluster] = []
     for app in cluster.apps:
-        if not app.enabled or GENERATION_SETTING not in app.settings:
+        if not app.enabled:
             continue
         spec = catalogue[app.name]
         kinds = {w.name: w for w in app_workloads(spec, app.settings, cluster)}
@@ -199,9 +221,9 @@ def gated_databases(cluster: Cluster) -> list[GatedDatabase]:
             w = kinds.get(str(params.get("workload")))
             if f.template != CNPG_TEMPLATE or w is None or not holds(f.when, app.settings, cluster):
                 continue
-            if any(v.backup_class == "critical" for v in w.volumes):
-                out.append(GatedDatabase(app.name, spec.namespace, str(params["name"]),
-                                         int(app.settings[GENERATION_SETTING])))
+            out.append(PostgresCluster(app.name, spec.namespace, str(params["name"]),
+                                       any(v.backup_class == "critical" for v in w.volumes),
+                                       _generation(app.settings)))
     return sorted(out, key=lambda d: (d.namespace, d.cluster))
 
 
