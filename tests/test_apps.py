@@ -1020,6 +1020,28 @@ def test_the_catalogue_is_cached_by_content_and_survives_a_broken_cache(tmp_path
     assert catalogue._cache_file(base) != before
 
 
+def test_checkouts_sharing_a_cache_keep_each_others_entry_until_it_is_unused_for_a_day(
+        tmp_path: Path, monkeypatch) -> None:
+    import os
+    import time
+
+    from hkgen.config import catalogue
+    from hkgen.core import resources
+
+    monkeypatch.setattr(resources, "_CACHE", [tmp_path / "cache"])
+    other = tmp_path / "cache" / "catalogue" / ("0" * 40 + ".pickle")  # another checkout's entry
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"theirs")
+    catalogue.load_catalogue.__wrapped__()  # stores this catalogue's entry beside it
+    assert other.exists() and len(list(other.parent.glob("*.pickle"))) == 2
+    stale = time.time() - catalogue.STALE_SECONDS - 60
+    os.utime(other, (stale, stale))
+    (ours,) = [p for p in other.parent.glob("*.pickle") if p != other]
+    ours.unlink()
+    catalogue.load_catalogue.__wrapped__()  # stores again: the entry unused for a day goes
+    assert not other.exists() and ours.exists()
+
+
 def test_without_a_cache_folder_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
     from hkgen.config import catalogue
     from hkgen.core import resources

@@ -11,11 +11,13 @@ and into the rendered files without Python changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import re
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -226,6 +228,8 @@ def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
     if cached is not None:
         try:
             found: dict[str, AppSpec] = pickle.loads(cached.read_bytes())  # noqa: S301 - hkgen's own cache
+            with contextlib.suppress(OSError):
+                os.utime(cached)  # in use: another checkout's store keeps it (see STALE_SECONDS)
             return found
         except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
             pass  # no cache yet, or one from another hkgen: read the folders
@@ -251,12 +255,18 @@ def _cache_file(base: Path) -> Path | None:
     return folder / "catalogue" / f"{digest.hexdigest()[:40]}.pickle"
 
 
+# Entries of other catalogues (another checkout, another hkgen) are dropped only once unused this
+# long: checkouts sharing ~/.cache/hkgen would otherwise delete each other's entry on every run.
+STALE_SECONDS = 86_400
+
+
 def _store(path: Path, data: bytes) -> None:
-    """Write the cache file atomically, dropping older ones; a read-only cache is no error."""
+    """Write the cache file atomically, dropping entries unused for a day; a read-only cache is no error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = time.time()
         for old in path.parent.glob("*.pickle"):
-            if old != path:
+            if old != path and now - old.stat().st_mtime > STALE_SECONDS:
                 old.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_bytes(data)
