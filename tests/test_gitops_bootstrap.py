@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "templates" / "cloud-init" / "files" / "hkgen-gitops-bootstrap.sh"
 SHARED = REPO.parent / "shared"
 GOTK = SHARED / "vendor" / "flux-v2.7.5" / "gotk-components.yaml"
-AGE_KEY = "AGE-SECRET-KEY-1" + "Q" * 58 + "\n"  # a made-up value, assembled so no line looks like a key
+AGE_KEY = "AGE-SECRET-KEY-1" + "Q" * 56 + "\n"  # a made-up value, assembled so no line looks like a key
 LABEL = "OPENSSH " + "PRIVATE KEY"  # apart, so no line of this file looks like a key to scanners
 DEPLOY_KEY = f"-----BEGIN {LABEL}-----\ntest\n-----END {LABEL}-----\n"
 
