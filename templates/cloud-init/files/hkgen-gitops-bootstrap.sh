@@ -187,9 +187,9 @@ chart_verified() {  # $1: archive, $2: provenance file, $3: key file (all downlo
         error "could not read the key $chart_key_fingerprint from $chart_key_url; refusing the chart"
         return 1
     fi
-    # 2. Helm's Go OpenPGP library writes the signature's armor without a CRC line; GnuPG before
-    #    2.4.6 (dev.gnupg.org T7071) cannot end such armor when the base64 has no padding either.
-    #    The CRC is optional (RFC 9580), so one is added, computed by gpg itself over the same bytes.
+    # 2. Helm's Go OpenPGP library writes the signature's armor without a CRC line; GnuPG with bug
+    #    T7071 (dev.gnupg.org; 2.2.40 has it) cannot end such armor when the base64 has no padding
+    #    either. The CRC is optional (RFC 9580): one is added, computed by gpg over the same bytes.
     if ! sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | grep -q '^='; then
         sum=$(sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | sed '1,/^$/d;$d' |
             base64 -d 2>/dev/null | "$gpg" --homedir "$home" --batch --enarmor 2>/dev/null | grep -m1 '^=')
