@@ -324,14 +324,30 @@ def test_a_missing_provenance_is_refused(tmp_path: Path, keys: dict[str, Signer]
     assert world.objects_now() == world.fresh and _writes(world.calls()) == []
 
 
-def test_the_seed_of_an_argocd_control_plane_carries_the_pins(tmp_path: Path) -> None:
-    from test_gitops_bootstrap import _reference
+def _seed_conf(seed: Path) -> tuple[dict[str, str], list[str]]:
+    """bootstrap.conf (parsed the way bash reads it) and the packages of a rendered seed."""
+    import shlex
 
-    cluster = dataclasses.replace(_reference(), engine="argocd")
-    node = cluster.node("cp1")
-    files = {f["path"]: f for f in bootstrap.seed_files(cluster, node)}
-    conf = files["/etc/hkgen/gitops/bootstrap.conf"]["data"]
+    data = yaml.safe_load(seed.read_text())
+    content = next(f["content"] for f in data["write_files"] if f["path"] == "/etc/hkgen/gitops/bootstrap.conf")
+    conf = {}
+    for line in content.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            (conf[key],) = shlex.split(value)
+    return conf, data.get("packages", [])
+
+
+def test_the_seeds_carry_the_pins_and_the_flux_path_is_unchanged() -> None:
+    """The committed Argo CD golden seed carries the signing-key pins; the Flux reference seed none."""
+    from test_gitops_bootstrap import REPO, _reference
+
+    conf, packages = _seed_conf(REPO / "tests" / "golden" / "home-argocd" / "nodes" / "cp1" / "user-data")
+    assert conf == bootstrap.bootstrap_config(dataclasses.replace(_reference(), engine="argocd"))
     assert conf["chart_key_fingerprint"] == "2B8F22F57260EFA67BE1C5824B11F800CD9D2252"
-    assert conf["gpgv"] == "/usr/bin/gpgv" and conf["gpg"] == "/usr/bin/gpg"
-    flux = bootstrap.bootstrap_config(_reference())
-    assert not any(k.startswith("chart_") or k in ("gpg", "gpgv") for k in flux)  # the Flux path is unchanged
+    assert conf["chart_key_url"] == "https://argoproj.github.io/argo-helm/pgp_keys.asc"
+    assert conf["chart_prov_url"] == conf["chart_url"] + ".prov" and conf["gpgv"] == "/usr/bin/gpgv"
+    assert "gnupg" in packages
+    flux, flux_packages = _seed_conf(REPO / "clusters" / "home" / "nodes" / "cp1" / "user-data")
+    assert flux["engine"] == "flux" and flux["manifest_sha256"]
+    assert not [k for k in flux if k.startswith("chart_") or k in ("gpg", "gpgv")] and "gnupg" not in flux_packages
