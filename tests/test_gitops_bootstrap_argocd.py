@@ -271,6 +271,17 @@ def test_a_provenance_signed_by_another_key_is_refused(tmp_path: Path, keys: dic
     _refused(world, f"is not signed by the pinned key {keys['publisher'].fingerprint}")
 
 
+def test_another_key_in_the_key_file_is_not_trusted(tmp_path: Path, keys: dict[str, Signer], archive: Path) -> None:
+    """The key file holds the pinned key and another one, which signed the provenance: gpgv trusts
+    a keyring of the pinned key alone, so the other signature does not count."""
+    prov = _helm_signed(archive, keys["other"])
+    assert _helm_verifies(tmp_path, archive.read_bytes(), prov, keys["other"])  # a good signature, by another key
+    world = ArgoWorld(tmp_path, keys["publisher"])
+    world.serve(archive.read_bytes(), prov, keys["other"].public + keys["publisher"].public)
+    world.node("cp1")
+    _refused(world, f"is not signed by the pinned key {keys['publisher'].fingerprint}")
+
+
 def test_a_key_file_without_the_pinned_key_is_refused(tmp_path: Path, keys: dict[str, Signer],
                                                       archive: Path) -> None:
     """The download serves another key, and a provenance that key signed: the pin decides."""
