@@ -171,19 +171,22 @@ fetch() {  # $1: URL, $2: destination
 # archive's file name to `sha256:<hex>`. The chart is accepted only when that text is signed by
 # the pinned key and names the pinned chart, version and the downloaded archive's sha256.
 chart_verified() {  # $1: archive, $2: provenance file, $3: key file (all downloaded)
-    local home=$work/gnupg archive="$chart_name-$chart_version.tgz" keys status signed sums sum got name version
-    install -d -m 0700 "$home" "$home/v" || return 1
+    local home=$work/gnupg archive="$chart_name-$chart_version.tgz" keys status signed sums crc got name version
+    local -a g=("$gpg" --homedir "$home" --batch --no-autostart)
+    # A throwaway GNUPGHOME under $work; public keys need no gpg-agent (`--import` would start one)
+    # and an empty common.conf keeps GnuPG 2.4 from switching a new home to keyboxd.
+    install -d -m 0700 "$home" "$home/v" && : >"$home/common.conf" || return 1
     # 1. The key file must hold the pinned primary key; the keyring gpgv trusts is that key alone
     #    (other keys in the file, or the signer's own claims, never count).
-    keys=$("$gpg" --homedir "$home" --batch --with-colons --show-keys "$3" 2>/dev/null |
+    keys=$("${g[@]}" --with-colons --show-keys "$3" 2>/dev/null |
         awk -F: '$1 == "pub" { primary = 1; next } $1 == "fpr" && primary { print $10; primary = 0 }')
     if ! printf '%s\n' "$keys" | grep -qx "$chart_key_fingerprint"; then
         error "$chart_key_url holds no key with the pinned fingerprint $chart_key_fingerprint" \
             "(it has: ${keys//$'\n'/ }); refusing the chart"
         return 1
     fi
-    if ! { "$gpg" --homedir "$home" --batch --quiet --import "$3" 2>/dev/null &&
-        "$gpg" --homedir "$home" --batch --export "$chart_key_fingerprint" >"$work/chart-keyring.gpg" 2>/dev/null; }; then
+    if ! { "${g[@]}" --quiet --import "$3" 2>/dev/null &&
+        "${g[@]}" --export "$chart_key_fingerprint" >"$work/chart-keyring.gpg" 2>/dev/null; }; then
         error "could not read the key $chart_key_fingerprint from $chart_key_url; refusing the chart"
         return 1
     fi
@@ -191,9 +194,9 @@ chart_verified() {  # $1: archive, $2: provenance file, $3: key file (all downlo
     #    T7071 (dev.gnupg.org; 2.2.40 has it) cannot end such armor when the base64 has no padding
     #    either. The CRC is optional (RFC 9580): one is added, computed by gpg over the same bytes.
     if ! sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | grep -q '^='; then
-        sum=$(sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | sed '1,/^$/d;$d' |
-            base64 -d 2>/dev/null | "$gpg" --homedir "$home" --batch --enarmor 2>/dev/null | grep -m1 '^=')
-        [ -n "$sum" ] && sed -i "s|^-----END PGP SIGNATURE-----\$|$sum\n&|" "$2"
+        crc=$(sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | sed '1,/^$/d;$d' |
+            base64 -d 2>/dev/null | "${g[@]}" --enarmor 2>/dev/null | grep -m1 '^=')
+        [ -n "$crc" ] && sed -i "s|^-----END PGP SIGNATURE-----\$|$crc\n&|" "$2"
     fi
     # 3. The signature: gpgv against that keyring only, a good and valid signature whose primary key
     #    is the pinned one (VALIDSIG's last field). Only the text gpgv writes out is read below:
