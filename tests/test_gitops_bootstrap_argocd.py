@@ -6,9 +6,9 @@ Helm provenance file argo-cd-<v>.tgz.prov (a PGP clear-signed Chart.yaml, a line
 `files:` naming the archive's sha256), signed by the key the chart's Chart.yaml names. Here the
 chart archive is ../shared/charts/argo-cd-10.1.1 packaged by Helm's own code (helm-python-sdk),
 its provenance is written by Helm's own signer (`helm_python.sign`) or, in Helm's format, by
-`gpg --clearsign`, with throwaway keys made by the real gpg in a temporary GNUPGHOME (no private
-key is stored anywhere). The bootstrapper runs with the real gpg, gpgv, sha256sum and tar; Helm's
-own `verify` is asked the same question and must agree.
+`gpg --clearsign`, with throwaway keys made by the real gpg in a temporary GNUPGHOME (their secret
+halves live only in the test's tmp folders, never in the repository). The bootstrapper runs with
+the real gpg, gpgv and sha256sum; Helm's own `verify` is asked the same question and must agree.
 
 What cannot run here is faked as in test_gitops_bootstrap.py: `microk8s kubectl` (no cluster) and
 `curl` (no network: it serves local files by the URL's file name). `microk8s helm template`
