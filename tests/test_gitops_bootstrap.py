@@ -53,7 +53,7 @@ BUILTIN = {"namespace": ("Namespace", False), "namespaces": ("Namespace", False)
            "deployment": ("Deployment", True), "deployments": ("Deployment", True),
            "crd": ("CustomResourceDefinition", False), "customresourcedefinition": ("CustomResourceDefinition", False)}
 NAMESPACED_KINDS = {"Secret", "ConfigMap", "Deployment", "Service", "ServiceAccount", "NetworkPolicy",
-                    "ResourceQuota", "Role", "RoleBinding"}
+                    "ResourceQuota", "Role", "RoleBinding", "StatefulSet", "Job"}
 CLUSTER_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 state_path = os.environ["FAKE_STATE"]
 with open(os.environ["FAKE_LOG"], "a") as log:

@@ -1,8 +1,8 @@
 """The cluster installs its own GitOps engine: the pins, the engine's self-management objects and the
 bootstrapper every control plane carries in its seed.
 
-Nothing upstream is shipped. The engine is named by version and sha256 (versions.yaml `engines`)
-and fetched where it is used, by `hkgen-gitops-bootstrap` on a control plane:
+Nothing upstream is shipped. The engine is named by version and sha256 or signing key (versions.yaml
+`engines`) and fetched where it is used, by `hkgen-gitops-bootstrap` on a control plane:
 
 * Flux: the CLI archive of the pinned release (sha256 checked), whose `flux install --export`
   writes the manifests `flux bootstrap` would commit as gotk-components.yaml (sha256 checked
@@ -14,7 +14,9 @@ and fetched where it is used, by `hkgen-gitops-bootstrap` on a control plane:
   it, so version bumps in Git upgrade the controllers. Running `flux bootstrap` on the same path
   later rewrites kustomization.yaml without flux-engine.yaml: Flux then drops that Kustomization
   (prune off, so the controllers stay) and gotk-components.yaml owns them: a hand-over, no fight.
-* Argo CD: the pinned argo-cd chart archive (sha256 checked), templated by MicroK8s' bundled
+* Argo CD: the pinned argo-cd chart archive, verified the way `helm verify` does: its provenance
+  file must be signed by argo-helm's signing key (fingerprint pinned) and name the archive's
+  sha256, chart name and version (gpgv on the Pi). Then it is templated by MicroK8s' bundled
   helm with the same values as the `argocd` Application, which then manages Argo CD from Git;
   an AppProject and the root Application start the app of apps.
 
@@ -122,7 +124,14 @@ def bootstrap_config(cluster: Cluster) -> dict[str, str]:
             "git_secret": "hkgen-repository",
             "git_secret_labels": "argocd.argoproj.io/secret-type=repository",
             "chart_url": f"{ARGO_HELM_RELEASES}/argo-cd-{chart}/argo-cd-{chart}.tgz",
-            "chart_sha256": pin(cluster, "argo-cd-chart-sha256"),
+            # Its Helm provenance file, checked like `helm verify` against argo-helm's signing key.
+            "chart_prov_url": f"{ARGO_HELM_RELEASES}/argo-cd-{chart}/argo-cd-{chart}.tgz.prov",
+            "chart_name": "argo-cd",
+            "chart_version": chart,
+            "chart_key_url": pin(cluster, "argo-cd-chart-signing-key-url"),
+            "chart_key_fingerprint": pin(cluster, "argo-cd-chart-signing-key-fingerprint").upper(),
+            "gpg": "/usr/bin/gpg",  # gnupg and gpgv: on every Ubuntu Server (apt verifies with them)
+            "gpgv": "/usr/bin/gpgv",
             "chart_values": f"{GITOPS_DIR}/argocd-values.yaml",
             "chart_release": "argocd",
         }

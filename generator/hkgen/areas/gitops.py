@@ -473,6 +473,8 @@ def _argocd(cluster: Cluster, components: list[Component]) -> list[OutputFile]:
         _out("argocd/values.yaml", "argocd/values.yaml.j2", values=values),
         _out("argocd/README.md", "argocd/README.md.j2", "markdown", root=root,
              version=cluster.version("charts", "argo-cd"), waves=sorted({(a["wave"], a["layer"]) for a in apps}),
+             key_fingerprint=cluster.version("engines", "argo-cd-chart-signing-key-fingerprint"),
+             key_url=cluster.version("engines", "argo-cd-chart-signing-key-url"),
              **context),
     ]
     if oci:

@@ -498,6 +498,10 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
     if node.is_control_plane and cluster.backup:
         # age: datastore archives are encrypted to the cluster's age recipients before upload.
         packages.append("age")
+    if node.is_control_plane and cluster.engine == "argocd":
+        # gnupg (gpg, gpgv): hkgen-gitops-bootstrap verifies the signed argo-cd chart with them
+        # (Ubuntu Server images have them already; named so that a trimmed image gets them too).
+        packages.append("gnupg")
     seed["packages"] = [*packages, *seed["packages"]]
     disks = [
         {"id": disk.id, "device": f"/dev/disk/by-id/{disk.id}", "mount": path,

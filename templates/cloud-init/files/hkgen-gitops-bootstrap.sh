@@ -3,9 +3,10 @@
 # plane. Written by hkgen; a systemd timer runs it at every boot and every few minutes after.
 #
 # It applies only what is missing, in this order: the engine's namespace, the age key Secret
-# `sops-age`, the Git credentials (SSH repositories only), the engine (downloaded, its sha256
-# checked against the pin, refused on mismatch) and the objects by which the engine then manages
-# itself and the cluster from Git. With all of them present it does nothing: a running engine is
+# `sops-age`, the Git credentials (SSH repositories only), the engine (downloaded and checked:
+# Flux by its pinned sha256, the Argo CD chart by its publisher's signature, the way `helm verify`
+# does; refused on any mismatch) and the objects by which the engine then manages itself and the
+# cluster from Git. With all of them present it does nothing: a running engine is
 # never touched (power cut, reboot, a reflashed control plane joining a live cluster).
 #
 # Any control plane may do it (the first one may be the dead one). Several control planes booting
@@ -27,8 +28,9 @@ conf=${1:-/etc/hkgen/gitops/bootstrap.conf}
 # Settings; the configuration file sets them all.
 engine='' namespace='' joined_file='' microk8s='' curl='' ssh_keyscan='' boot_secrets='' secrets_dir=''
 sync_file='' sync_probe='' engine_probe='' repo_url='' repo_ssh='' git_secret='' git_secret_labels=''
-flux_cli_url='' flux_cli_sha256='' manifest_sha256='' chart_url='' chart_sha256='' chart_values=''
+flux_cli_url='' flux_cli_sha256='' manifest_sha256='' chart_url='' chart_values=''
 chart_release='' lock_namespace='kube-system' lock_name='hkgen-gitops-bootstrap' lock_stale_seconds=900
+chart_prov_url='' chart_name='' chart_version='' chart_key_url='' chart_key_fingerprint='' gpg='' gpgv=''
 crd_names=''
 # shellcheck source=/dev/null
 . "$conf"
@@ -163,6 +165,84 @@ fetch() {  # $1: URL, $2: destination
     "$curl" --fail --silent --show-error --location --proto '=https' --retry 3 --max-time 600 -o "$2" "$1"
 }
 
+# The argo-cd chart, checked the way `helm verify` does (Helm's pkg/provenance). argo-helm signs
+# every chart it publishes: next to argo-cd-<v>.tgz each release has argo-cd-<v>.tgz.prov, a PGP
+# clear-signed text made of the chart's Chart.yaml, a line `...`, and YAML `files:` mapping the
+# archive's file name to `sha256:<hex>`. The chart is accepted only when that text is signed by
+# the pinned key and names the pinned chart, version and the downloaded archive's sha256.
+chart_verified() {  # $1: archive, $2: provenance file, $3: key file (all downloaded)
+    local home=$work/gnupg archive="$chart_name-$chart_version.tgz" keys status signed sums crc got name version
+    local -a g=("$gpg" --homedir "$home" --batch --no-autostart)
+    # A throwaway GNUPGHOME under $work; public keys need no gpg-agent (`--import` would start one)
+    # and an empty common.conf keeps GnuPG 2.4 from switching a new home to keyboxd.
+    install -d -m 0700 "$home" "$home/v" && : >"$home/common.conf" || return 1
+    # 1. The key file must hold the pinned primary key; the keyring gpgv trusts is that key alone
+    #    (other keys in the file, or the signer's own claims, never count).
+    keys=$("${g[@]}" --with-colons --show-keys "$3" 2>/dev/null |
+        awk -F: '$1 == "pub" { primary = 1; next } $1 == "fpr" && primary { print $10; primary = 0 }')
+    if ! printf '%s\n' "$keys" | grep -qx "$chart_key_fingerprint"; then
+        error "$chart_key_url holds no key with the pinned fingerprint $chart_key_fingerprint" \
+            "(it has: ${keys//$'\n'/ }); refusing the chart"
+        return 1
+    fi
+    if ! { "${g[@]}" --quiet --import "$3" 2>/dev/null &&
+        "${g[@]}" --export "$chart_key_fingerprint" >"$work/chart-keyring.gpg" 2>/dev/null; }; then
+        error "could not read the key $chart_key_fingerprint from $chart_key_url; refusing the chart"
+        return 1
+    fi
+    # 2. Helm's Go OpenPGP library writes the signature's armor without a CRC line; GnuPG with bug
+    #    T7071 (dev.gnupg.org; 2.2.40 has it) cannot end such armor when the base64 has no padding
+    #    either. The CRC is optional (RFC 9580): one is added, computed by gpg over the same bytes.
+    if ! sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | grep -q '^='; then
+        crc=$(sed -n '/^-----BEGIN PGP SIGNATURE-----$/,/^-----END PGP SIGNATURE-----$/p' "$2" | sed '1,/^$/d;$d' |
+            base64 -d 2>/dev/null | "${g[@]}" --enarmor 2>/dev/null | grep -m1 '^=')
+        [ -n "$crc" ] && sed -i "s|^-----END PGP SIGNATURE-----\$|$crc\n&|" "$2"
+    fi
+    # 3. The signature: gpgv against that keyring only, a good and valid signature whose primary key
+    #    is the pinned one (VALIDSIG's last field). Only the text gpgv writes out is read below:
+    #    anything around the signed block in the downloaded file does not count.
+    status=$work/gpgv.status
+    signed=$work/chart.prov.signed
+    if ! "$gpgv" --homedir "$home/v" --keyring "$work/chart-keyring.gpg" --status-fd 3 --output "$signed" "$2" \
+        3>"$status" 2>"$work/gpgv.log" ||
+        grep -qE '^\[GNUPG:\] (BADSIG|ERRSIG|EXPSIG|EXPKEYSIG|REVKEYSIG) ' "$status" ||
+        ! grep -q '^\[GNUPG:\] GOODSIG ' "$status" ||
+        ! awk -v want="$chart_key_fingerprint" '$1 == "[GNUPG:]" && $2 == "VALIDSIG" && $12 == want { ok = 1 }
+            END { exit !ok }' "$status"; then
+        error "$chart_prov_url is not signed by the pinned key $chart_key_fingerprint" \
+            "($(grep -v '^gpgv: \(Signature made\|  *using\)' "$work/gpgv.log" | tail -n 1)); refusing the chart"
+        return 1
+    fi
+    # 4. The signed text, as Helm reads it: Chart.yaml before the first `...` line, the sums after it.
+    name=$(awk '/^\.\.\.$/ { exit } /^name:/ { sub(/^name: */, ""); gsub(/^["'\'']|["'\'']$/, ""); print }' "$signed")
+    version=$(awk '/^\.\.\.$/ { exit } /^version:/ { sub(/^version: */, ""); gsub(/^["'\'']|["'\'']$/, ""); print }' "$signed")
+    if [ "$name" != "$chart_name" ] || [ "$version" != "$chart_version" ]; then
+        error "$chart_prov_url is signed for chart '$name' version '$version', not the pinned" \
+            "$chart_name $chart_version; refusing the chart"
+        return 1
+    fi
+    sums=$(awk -v want="$archive" '
+        /^\.\.\.$/ { part++; next }
+        part != 1 { next }
+        /^[^ ]/ { files = ($0 == "files:"); next }
+        files {
+            line = $0; sub(/^ +/, "", line)
+            i = index(line, ": "); key = substr(line, 1, i - 1); value = substr(line, i + 2)
+            gsub(/^["'\'']|["'\'']$/, "", key); gsub(/^["'\'']|["'\'']$/, "", value)
+            if (i && key == want) print value
+        }' "$signed")
+    if [ "$(printf '%s\n' "$sums" | grep -c .)" != 1 ] || ! printf '%s\n' "$sums" | grep -qxE 'sha256:[0-9a-f]{64}'; then
+        error "$chart_prov_url names no single sha256 for $archive; refusing the chart"
+        return 1
+    fi
+    got=$(sha256sum "$1" | cut -d' ' -f1)
+    if [ "sha256:$got" != "$sums" ]; then
+        error "$chart_url: sha256 $got is not the $sums its signed provenance names; refusing it"
+        return 1
+    fi
+    log "$chart_url: signed by $chart_key_fingerprint, sha256 $got (verified like helm verify)"
+}
+
 engine_file=$work/engine.yaml
 prepare_engine() {  # downloads and checks the engine's manifests into $engine_file
     if [ "$engine" = flux ]; then
@@ -175,8 +255,11 @@ prepare_engine() {  # downloads and checks the engine's manifests into $engine_f
         "$work/flux" install --export >"$engine_file" || { error "flux install --export failed"; return 1; }
         sha_ok "$engine_file" "$manifest_sha256" "the manifests of flux install --export" || return 1
     else
-        fetch "$chart_url" "$work/chart.tgz" || { error "could not download $chart_url"; return 1; }
-        sha_ok "$work/chart.tgz" "$chart_sha256" "$chart_url" || return 1
+        local url
+        for url in "$chart_url|chart.tgz" "$chart_prov_url|chart.tgz.prov" "$chart_key_url|chart-key.asc"; do
+            fetch "${url%|*}" "$work/${url#*|}" || { error "could not download ${url%|*}"; return 1; }
+        done
+        chart_verified "$work/chart.tgz" "$work/chart.tgz.prov" "$work/chart-key.asc" || return 1
         "$microk8s" helm template "$chart_release" "$work/chart.tgz" --namespace "$namespace" --include-crds \
             -f "$chart_values" >"$engine_file" || { error "helm template of $chart_url failed"; return 1; }
     fi
