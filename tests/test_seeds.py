@@ -888,7 +888,8 @@ def _scripts(tree: dict[PurePosixPath, bytes]) -> dict[str, str]:
 
 
 STATIC = ("hkgen-microk8s-join.sh", "hkgen-prepare-disk.sh", "hkgen-microk8s-watchdog.py",
-          "hkgen-gitops-bootstrap.sh", "hkgen-microk8s-after-join.sh", "hkgen-microk8s-reclaim.sh")
+          "hkgen-gitops-bootstrap.sh", "hkgen-microk8s-after-join.sh", "hkgen-microk8s-reclaim.sh",
+          "hkgen-dqlite-membership.sh")
 
 
 def test_static_scripts_are_installed_verbatim(reference) -> None:
@@ -907,7 +908,8 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
     assert {k.split(":")[1] for k in shells} == {
         "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk",
         "/usr/local/sbin/hkgen-microk8s-upgrade", "/usr/local/sbin/hkgen-gitops-bootstrap",
-        "/usr/local/sbin/hkgen-microk8s-after-join", "/usr/local/sbin/hkgen-microk8s-reclaim"}
+        "/usr/local/sbin/hkgen-microk8s-after-join", "/usr/local/sbin/hkgen-microk8s-reclaim",
+        "/usr/local/sbin/hkgen-dqlite-membership"}
     files = []
     for i, (_key, body) in enumerate(sorted(shells.items())):
         f = tmp_path / f"{i}.sh"

@@ -7,7 +7,8 @@
   reboots, and uncordons when the node is back; it releases the lock some minutes later, so
   Longhorn rebuilds replicas before the next node goes. Only inside the window of cluster.yaml,
   and only while no maintenance gate alert fires (`hkgen-maintenance-gate`: a node not Ready, a
-  Longhorn volume degraded or faulted); without monitoring the lock and the drain are the gates.
+  Longhorn volume degraded or faulted, dqlite voters missing as the control planes report them,
+  `dqlite_metrics.py`); without monitoring the lock and the drain are the gates.
 * `image-prepull`: the images of the home-critical apps kept on every node that may run them, so
   a pod that moves after a node failure or a drain starts at once instead of pulling a 1 GB image
   onto a Pi first.
@@ -29,6 +30,7 @@ from typing import Any
 
 from ..analysis.failover import PREPULL_NAME, prepull_images
 from ..config.model import Cluster
+from . import dqlite_metrics
 from .parts import Chart, Component, OutputFile, Release, freeze
 
 __all__ = ["GATE_ALERTS", "PREPULL_NAME", "PREPULL_NAMESPACE", "components", "kured_values", "prepull_images"]
@@ -38,7 +40,10 @@ REBOOT_SENTINEL = "/var/run/reboot-required"  # written by Ubuntu's update-notif
 # Alerts that stop kured from starting a reboot (kured asks Prometheus for active alerts and, with
 # alertFilterMatchOnly, blocks only on names matching its filter). `for: 0m`: the gate closes at
 # once, unlike KubeNodeNotReady's 15 minutes. Rules in templates/platform/maintenance/gate-rules.yaml.j2.
-GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded")
+GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded",
+               # the control planes' dqlite membership (dqlite_metrics.py): voters complete
+               "HkgenDqliteVotersMissing", "HkgenDqliteMembersMissing", "HkgenDqliteMembershipUnreported",
+               "HkgenDqliteMembershipDiffers")
 PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"  # fullnameOverride in monitoring
 
 PREPULL_NAMESPACE = "maintenance"
@@ -107,7 +112,8 @@ def _kured(cluster: Cluster) -> Component:
     needs: tuple[str, ...] = ("namespaces",)
     if cluster.app("monitoring") is not None:
         files = (OutputFile(PurePosixPath("gate-rules.yaml"), "core/platform/maintenance/gate-rules.yaml.j2",
-                            freeze({"namespace": "monitoring", "alerts": GATE_ALERTS})),)
+                            freeze({"namespace": "monitoring", "alerts": GATE_ALERTS,
+                                    **dqlite_metrics.expected(cluster)})),)
         needs = ("namespaces", "prometheus-crds")
     start, end = _window(cluster)
     return Component("kured", "controllers", PREPULL_NAMESPACE, files=files, releases=(release,), depends_on=needs,

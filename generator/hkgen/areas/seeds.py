@@ -49,7 +49,7 @@ from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
 from . import bootstrap as gitops_bootstrap
-from . import rejoin, upgrade
+from . import dqlite_metrics, rejoin, upgrade
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -572,6 +572,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
     files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
     files += gitops_bootstrap.seed_files(cluster, node)  # control planes install the GitOps engine
     files += rejoin.seed_files(cluster, node, base_launch_config(cluster, node))  # zero-touch reflash
+    files += dqlite_metrics.seed_files(cluster, node)  # the dqlite membership for the health gates
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -593,6 +594,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         ["systemctl", "enable", "--now", *upgrade.timers(node)],
         *([["systemctl", "enable", "--now", "hkgen-gitops-bootstrap.timer", "hkgen-microk8s-reclaim.timer"]]
           if node.is_control_plane else []),
+        *([["systemctl", "enable", "--now", *dqlite_metrics.timers(node)]] if dqlite_metrics.timers(node) else []),
     ]
     seed["setup_check"] = SETUP_CHECK
     return seed
