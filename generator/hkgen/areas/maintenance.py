@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..analysis.daemons import KURED_RESOURCES, PREPULL_RESOURCES, kured_tolerations
 from ..analysis.failover import PREPULL_NAME, prepull_images
 from ..config.model import Cluster
 from . import dqlite_metrics
@@ -53,7 +54,8 @@ def _prepull(cluster: Cluster) -> Component | None:
     images = sorted(set(prepull_images(cluster).values()))
     if not images:
         return None
-    context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images}
+    context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images,
+                               "resources": PREPULL_RESOURCES}  # counted by `hkgen plan` (daemons.py)
     return Component(
         PREPULL_NAME, "configs", PREPULL_NAMESPACE,
         files=(OutputFile(PurePosixPath("daemonset.yaml"), "core/platform/maintenance/prepull.yaml.j2",
@@ -98,10 +100,9 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
     return {
         "configuration": configuration,
         # Every node reboots through kured, the NoSchedule control planes included.
-        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
-                         "effect": "NoSchedule"}],
+        "tolerations": kured_tolerations(),
         "priorityClassName": "home",
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "resources": KURED_RESOURCES,  # counted on every node by `hkgen plan` (daemons.py)
     }
 
 
