@@ -31,7 +31,7 @@ from typing import Any
 from ..analysis.daemons import KURED_RESOURCES, PREPULL_RESOURCES, kured_tolerations
 from ..analysis.failover import PREPULL_NAME, prepull_images
 from ..config.model import Cluster
-from . import dqlite_metrics
+from . import dqlite_metrics, reboots
 from .parts import Chart, Component, OutputFile, Release, freeze
 
 __all__ = ["GATE_ALERTS", "PREPULL_NAME", "PREPULL_NAMESPACE", "components", "kured_values", "prepull_images"]
@@ -66,9 +66,7 @@ def _prepull(cluster: Cluster) -> Component | None:
 
 
 def _window(cluster: Cluster) -> tuple[str, str]:
-    hours, minutes = (int(x) for x in cluster.reboot_time.split(":"))
-    end = (hours + cluster.reboot_window_hours) % 24
-    return cluster.reboot_time, f"{end:02d}:{minutes:02d}"
+    return reboots.window(cluster)  # the rules validate holds it to are in reboots.py
 
 
 def kured_values(cluster: Cluster) -> dict[str, Any]:
@@ -76,7 +74,7 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
     start, end = _window(cluster)
     configuration: dict[str, Any] = {
         "rebootSentinel": REBOOT_SENTINEL,
-        "period": "5m",  # each node checks every 5 min: nine nodes fit in one night's window
+        "period": f"{reboots.KURED_PERIOD_MINUTES}m",  # nine nodes fit in the default window (reboots.py)
         "startTime": start,
         "endTime": end,
         "timeZone": cluster.timezone,
@@ -87,7 +85,7 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
         "forceReboot": False,
         # Hold the lock 10 min after the node is back, so Longhorn rebuilds the replicas it lost
         # and CloudNativePG's standby catches up before the next node goes.
-        "lockReleaseDelay": "10m",
+        "lockReleaseDelay": f"{reboots.KURED_LOCK_RELEASE_DELAY_MINUTES}m",
         "annotateNodes": True,
     }
     if cluster.app("monitoring") is not None:
