@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from hkgen.analysis.daemons import EveryNode, mib, millis, pod_requests
+from hkgen.analysis.daemons import EveryNode, mib, millis, pod_requests, read_every_node
 from hkgen.analysis.resilience import analyse, rendered_settings
 from hkgen.areas.blueprint import build_blueprint
 from hkgen.core.yamlio import dump
@@ -80,3 +80,21 @@ def test_nothing_is_counted_for_what_is_not_rendered() -> None:
     c = model(data)
     assert rendered_settings(_tree(data))["every_node"] == ()
     assert analyse(c).settings["every_node"] == ()
+
+
+def test_which_daemonsets_run_on_tainted_control_planes() -> None:
+    def one(tolerations: Any) -> bool:
+        found: list[EveryNode] = []
+        read_every_node({"kind": "DaemonSet", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
+            "containers": [{"resources": {"requests": {"cpu": "5m", "memory": "4Mi"}}}],
+            "tolerations": tolerations}}}}, found)
+        assert (found[0].cpu_millis, found[0].memory_mib) == (5, 4)
+        return found[0].on_control_planes
+
+    cp = "node-role.kubernetes.io/control-plane"
+    assert one([{"operator": "Exists"}])  # tolerates every taint
+    assert one([{"key": cp, "operator": "Exists", "effect": "NoSchedule"}])
+    assert one([{"key": cp, "effect": "NoSchedule"}])  # Equal, value "": the taint's own value
+    assert not one([{"key": cp, "value": "x", "effect": "NoSchedule"}])
+    assert not one([{"key": cp, "operator": "Exists", "effect": "NoExecute"}])
+    assert not one(None)

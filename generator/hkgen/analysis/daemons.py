@@ -94,9 +94,14 @@ def pod_requests(containers: Sequence[Any], init_containers: Sequence[Any] = ())
 
 
 def _tolerates_control_planes(tolerations: Any) -> bool:
+    """Whether a pod with `tolerations` runs on a control plane tainted `CONTROL_PLANE_TAINT_KEY:NoSchedule`
+    (the taint's value is empty).
+    """
     for tol in tolerations or []:
-        if tol.get("operator") == "Exists" and tol.get("key") in (None, "", CONTROL_PLANE_TAINT_KEY) and (
-                tol.get("effect") in (None, "", "NoSchedule")):
+        operator = tol.get("operator") or "Equal"
+        matches = (tol.get("key") in (None, "") and operator == "Exists") or (
+            tol.get("key") == CONTROL_PLANE_TAINT_KEY and (operator == "Exists" or not tol.get("value")))
+        if matches and tol.get("effect") in (None, "", "NoSchedule"):
             return True
     return False
 
