@@ -98,3 +98,16 @@ def test_which_daemonsets_run_on_tainted_control_planes() -> None:
     assert not one([{"key": cp, "value": "x", "effect": "NoSchedule"}])
     assert not one([{"key": cp, "operator": "Exists", "effect": "NoExecute"}])
     assert not one(None)
+
+
+def test_validates_memory_sum_counts_them_too() -> None:
+    """validate's fit check: kured on all 9 nodes (9 x 32 MiB) and the pre-pull on the 7
+    schedulable ones (cp1, w1-w6: 7 x 8 MiB) add 288 + 56 = 344 MiB to the platform's request."""
+    from hkgen.analysis.capacity import platform_memory_mib
+
+    data = reference_data()
+    with_them = platform_memory_mib(model(data))
+    data["os"]["upgrades"]["enabled"] = False
+    for app in ("home-assistant", "mosquitto", "zigbee2mqtt"):
+        data["apps"][app]["enabled"] = False
+    assert with_them - platform_memory_mib(model(data)) == 344
