@@ -35,7 +35,9 @@ def test_kured_reboots_one_node_at_a_time_in_the_window_behind_the_gate(tree: di
     assert cfg["concurrency"] == 1 and cfg["forceReboot"] is False
     assert cfg["rebootSentinel"] == "/var/run/reboot-required"
     assert cfg["alertFilterMatchOnly"] is True and cfg["alertFiringOnly"] is True
-    assert cfg["alertFilterRegexp"] == "^(HkgenNodeNotReady|HkgenNodeCordoned|HkgenLonghornVolumeDegraded)$"
+    assert cfg["alertFilterRegexp"] == ("^(HkgenNodeNotReady|HkgenNodeCordoned|HkgenLonghornVolumeDegraded"
+                                        "|HkgenDqliteVotersMissing|HkgenDqliteMembersMissing"
+                                        "|HkgenDqliteMembershipUnreported|HkgenDqliteMembershipDiffers)$")
     assert cfg["prometheusUrl"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
     (rules,) = _docs(tree, "platform/controllers/kured/gate-rules.yaml")
     names = [r["alert"] for r in rules["spec"]["groups"][0]["rules"]]

@@ -127,6 +127,9 @@ def single_node(data: Any) -> None:
 
 def five_nodes(data: Any) -> None:
     data["nodes"] = data["nodes"][:5]
+    # With kured and the pre-pull DaemonSet counted on every node, two 4 GiB workers no longer
+    # take cp1's apps when it dies (topology: ha would refuse it): one worker has 8 GiB.
+    data["nodes"][3]["memoryGiB"] = 8
 
 
 def four_control_planes(data: Any) -> None:
@@ -571,22 +574,20 @@ def test_kernel_command_line_per_release_board_and_link(reference, tmp_path: Pat
     assert text(tree26, "nodes", "cp1", "current", "cmdline.txt").split().count("panic=10") == 1
 
 
-def test_reboot_windows_are_staggered_and_control_planes_never_share_one(reference, tmp_path: Path) -> None:
+def test_nodes_reboot_through_kured_and_satellites_inside_its_window(reference, tmp_path: Path) -> None:
     cluster, _plan, tree = reference
-    schedule = seeds.reboot_schedule(cluster)
-    assert list(schedule.values())[:4] == ["03:30", "04:00", "04:30", "05:00"]
-    assert len(set(schedule.values())) == len(schedule)
+    # only satellites reboot on a clock: rebootTime, then staggerMinutes apart
+    assert seeds.reboot_schedule(cluster) == {"zsat-garden": "03:30", "zsat-attic": "04:00"}
     # Nodes never reboot on a clock: kured reboots them one at a time (issue 20)
     apt = written(user_data(tree, "cp3"), "/etc/apt/apt.conf.d/52hkgen-upgrades")
     assert 'Unattended-Upgrade::Automatic-Reboot "false";' in apt
     assert "Automatic-Reboot-Time" not in apt
-    # satellites reboot by themselves from rebootTime, staggerMinutes apart
     for host, at in (("zsat-garden", "03:30"), ("zsat-attic", "04:00")):
         apt = written(user_data(tree, host), "/etc/apt/apt.conf.d/52hkgen-upgrades")
         assert f'Unattended-Upgrade::Automatic-Reboot-Time "{at}";' in apt
         assert 'Unattended-Upgrade::Automatic-Reboot "true";' in apt
+    assert seeds.schedule_problems(cluster) == []  # 9 nodes x 18 min = 162 min inside 3 hours
 
-    # More hosts than windows share the workers' windows, never a control plane's
     import copy
 
     from hkgen.config.catalogue import load_catalogue
@@ -597,22 +598,32 @@ def test_reboot_windows_are_staggered_and_control_planes_never_share_one(referen
     from hkgen.validation.validate import validate_document
 
     data = copy.deepcopy(load_file(REPO / "clusters" / "home" / "cluster.yaml").data)
-    data["os"]["upgrades"]["staggerMinutes"] = 240  # six 4-hour windows a day for 11 hosts
-    shared = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
-    windows = seeds.reboot_schedule(shared)
-    cp_windows = [windows[h] for h in ("cp1", "cp2", "cp3")]
-    assert cp_windows == ["03:30", "07:30", "11:30"]
-    assert not set(cp_windows) & {w for h, w in windows.items() if h not in ("cp1", "cp2", "cp3")}
-    assert validate_document(load_text(dump(data), "cluster.yaml")).errors == ()
-    # six control planes need six windows of their own plus one for the rest: refused, located
+    # Six control planes and 4-hour staggers were refused when control planes had windows of
+    # their own; kured reboots one node at a time whatever their roles, so this is valid now.
+    data["os"]["upgrades"]["staggerMinutes"] = 170  # zsat-attic at 06:20, inside 03:30-06:30
     for node in data["nodes"][3:6]:
         node["role"] = "control-plane"
+    assert validate_document(load_text(dump(data), "cluster.yaml")).errors == ()
+    # zsat-attic at 06:30 (the window's end) is refused, located at staggerMinutes
+    data["os"]["upgrades"]["staggerMinutes"] = 180
     result = validate_document(load_text(dump(data), "cluster.yaml"))
     assert [p.path for p in result.errors] == ["$.os.upgrades.staggerMinutes"]
-    assert "6 control planes and the other hosts need 7 reboot windows" in result.errors[0].message
-    wrapping = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
-    with pytest.raises(RenderError, match="need 7 reboot windows"):
-        seeds.files(wrapping)
+    assert result.errors[0].message == ("satellite zsat-attic would reboot at 06:30, outside the reboot window "
+                                        "03:30-06:30 (rebootWindowHours 3) in which kured reboots the nodes")
+    assert result.errors[0].hint == "lower staggerMinutes to 179 or less, or set rebootWindowHours to 4 or more"
+    outside = build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue()))
+    with pytest.raises(RenderError, match="outside the reboot window"):
+        seeds.files(outside)
+    # a 2-hour window for 9 nodes (18 min each): a warning, and the seeds still render
+    data["os"]["upgrades"]["staggerMinutes"] = 30
+    data["os"]["upgrades"]["rebootWindowHours"] = 2
+    result = validate_document(load_text(dump(data), "cluster.yaml"))
+    assert result.errors == ()
+    (warning,) = [w for w in result.warnings if w.path.startswith("$.os")]  # the reference's own warnings aside
+    assert warning.path == "$.os.upgrades.rebootWindowHours"
+    assert "reaches 6 of 9 nodes a night, so an update that needs a reboot takes 2 nights" in warning.message
+    assert warning.hint == "set rebootWindowHours to 3 for one night"
+    assert seeds.files(build_model(apply_defaults(data), "cluster.yaml", default_versions(), list(load_catalogue())))
 
     def disabled(data: Any) -> None:
         data["os"]["upgrades"]["enabled"] = False
@@ -888,7 +899,8 @@ def _scripts(tree: dict[PurePosixPath, bytes]) -> dict[str, str]:
 
 
 STATIC = ("hkgen-microk8s-join.sh", "hkgen-prepare-disk.sh", "hkgen-microk8s-watchdog.py",
-          "hkgen-gitops-bootstrap.sh", "hkgen-microk8s-after-join.sh", "hkgen-microk8s-reclaim.sh")
+          "hkgen-gitops-bootstrap.sh", "hkgen-microk8s-after-join.sh", "hkgen-microk8s-reclaim.sh",
+          "hkgen-dqlite-membership.sh")
 
 
 def test_static_scripts_are_installed_verbatim(reference) -> None:
@@ -907,7 +919,8 @@ def test_shell_scripts_parse_and_pass_shellcheck(reference, tmp_path: Path) -> N
     assert {k.split(":")[1] for k in shells} == {
         "/usr/local/sbin/hkgen-node-setup", "/usr/local/sbin/hkgen-microk8s-join", "/usr/local/sbin/hkgen-prepare-disk",
         "/usr/local/sbin/hkgen-microk8s-upgrade", "/usr/local/sbin/hkgen-gitops-bootstrap",
-        "/usr/local/sbin/hkgen-microk8s-after-join", "/usr/local/sbin/hkgen-microk8s-reclaim"}
+        "/usr/local/sbin/hkgen-microk8s-after-join", "/usr/local/sbin/hkgen-microk8s-reclaim",
+        "/usr/local/sbin/hkgen-dqlite-membership"}
     files = []
     for i, (_key, body) in enumerate(sorted(shells.items())):
         f = tmp_path / f"{i}.sh"

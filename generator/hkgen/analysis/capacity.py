@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..config.catalogue import Container, Volume, Workload, app_workloads, load_catalogue
 from ..config.model import Cluster, CustomApp, Node
+from .daemons import model_every_node
 
 __all__ = [
     "PLATFORM",
@@ -70,12 +71,14 @@ def allocatable_cpu_millis(node: Node) -> int:
 
 
 def platform_memory_mib(cluster: Cluster) -> int:
-    """Total memory requested by platform components in `cluster`."""
+    """Total memory requested by platform components in `cluster`, hkgen's own DaemonSets included."""
     total = 0
     for comp in PLATFORM:
         count = {"every-node": len(cluster.nodes), "storage-nodes": len(cluster.storage_nodes),
                  "one": comp.replicas}[comp.placement]
         total += comp.memory_mib * count
+    for daemon in model_every_node(cluster):  # kured everywhere, the pre-pull on schedulable nodes
+        total += daemon.memory_mib * len(cluster.nodes if daemon.on_control_planes else cluster.schedulable_nodes)
     return total
 
 

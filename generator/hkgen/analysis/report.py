@@ -102,7 +102,10 @@ def report(a: Analysis) -> dict[str, Any]:
             "volumes": [{"name": v.name, "size_gib": v.size_gib, "backup_class": v.backup_class} for v in a.volumes],
             "volumes_not_fitting": list(a.volumes_not_fitting),
         },
-        "failover_settings": dict(a.settings),
+        "failover_settings": {k: v for k, v in a.settings.items() if k != "every_node"},
+        # hkgen's own DaemonSets (kured, image pre-pull) as rendered, counted in `nodes` (daemons.py)
+        "every_node_pods": [{"name": e.name, "cpu_millis": e.cpu_millis, "memory_mib": e.memory_mib,
+                             "on_control_planes": e.on_control_planes} for e in a.settings.get("every_node", ())],
         "recovery": recoveries,
         "power_cut": {
             "order": [

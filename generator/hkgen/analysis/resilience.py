@@ -23,6 +23,7 @@ from typing import Any
 from ..config.catalogue import Workload
 from ..config.model import Cluster, Node
 from .capacity import PLATFORM, all_workloads, allocatable_cpu_millis, allocatable_mib
+from .daemons import EveryNode, model_every_node, read_every_node
 from .failover import PREPULL_NAME, prepull_images
 from .timing import KUBE_DEFAULTS, PI, app_start, pull_seconds, read_launch_args
 
@@ -77,6 +78,7 @@ class Pod:
     pinned_to: str | None = None
     every_node: bool = False
     storage_only: bool = False
+    schedulable_only: bool = False  # a DaemonSet that does not tolerate the control planes' taint
 
 
 @dataclass
@@ -113,8 +115,9 @@ class NodeLoad:
         return self.allocatable_cpu - self.cpu
 
 
-def _pods(cluster: Cluster, workloads: list[Workload]) -> list[Pod]:
-    pods: list[Pod] = []
+def _pods(cluster: Cluster, workloads: list[Workload], daemons: tuple[EveryNode, ...] = ()) -> list[Pod]:
+    pods: list[Pod] = [Pod(d.name, "platform", d.cpu_millis, d.memory_mib, every_node=True,
+                           schedulable_only=not d.on_control_planes) for d in daemons]
     for comp in PLATFORM:
         if comp.placement == "every-node":
             pods.append(Pod(comp.name, "platform", comp.cpu_millis, comp.memory_mib, every_node=True))
@@ -147,7 +150,8 @@ def place(cluster: Cluster, pods: list[Pod]) -> tuple[dict[str, NodeLoad], list[
     for pod in pods:
         if pod.every_node:
             for load in loads.values():
-                if not (pod.storage_only and not load.node.is_storage):
+                if not (pod.storage_only and not load.node.is_storage) and not (
+                        pod.schedulable_only and not load.node.schedulable):
                     load.add(pod)
     ordered = sorted(
         (p for p in pods if not p.every_node), key=lambda p: (p.pinned_to is None, -p.mem, -p.cpu, p.workload)
@@ -446,6 +450,7 @@ def rendered_settings(tree: dict[Any, bytes]) -> dict[str, Any]:
 
     loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
     found: dict[str, Any] = {"workloads": {}, "images": {}, "prepulled": [], "source": "rendered tree"}
+    every_node: list[EveryNode] = []  # kured and the pre-pull DaemonSet, as rendered (daemons.py)
     for path in sorted(tree, key=str):
         text = tree[path].decode("utf-8", "replace")
         if str(path).endswith("/user-data"):
@@ -462,6 +467,8 @@ def rendered_settings(tree: dict[Any, bytes]) -> dict[str, Any]:
             if not isinstance(doc, dict):
                 continue
             _read_object(doc, found)
+            read_every_node(doc, every_node)
+    found["every_node"] = tuple(sorted(every_node, key=lambda e: e.name))
     return found
 
 
@@ -518,6 +525,7 @@ def model_settings(cluster: Cluster) -> dict[str, Any]:
         "policy": "delete-both-statefulset-and-deployment-pod",
         "images": dict(prepulled),
         "prepulled": sorted(set(prepulled.values())),
+        "every_node": tuple(model_every_node(cluster)),
         "source": "cluster.yaml",
     }
 
@@ -544,7 +552,7 @@ def _analyse(cluster: Cluster, settings: dict[str, Any] | None) -> Analysis:
     rendered = model_settings(cluster)
     rendered.update(settings or {})
     workloads = all_workloads(cluster)
-    pods = _pods(cluster, workloads)
+    pods = _pods(cluster, workloads, tuple(rendered["every_node"]))
     loads, unplaced = place(cluster, pods)
     volumes = _volumes(workloads)
     recs = recoveries(cluster, workloads, rendered)

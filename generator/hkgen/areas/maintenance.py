@@ -7,7 +7,8 @@
   reboots, and uncordons when the node is back; it releases the lock some minutes later, so
   Longhorn rebuilds replicas before the next node goes. Only inside the window of cluster.yaml,
   and only while no maintenance gate alert fires (`hkgen-maintenance-gate`: a node not Ready, a
-  Longhorn volume degraded or faulted); without monitoring the lock and the drain are the gates.
+  Longhorn volume degraded or faulted, dqlite voters missing as the control planes report them,
+  `dqlite_metrics.py`); without monitoring the lock and the drain are the gates.
 * `image-prepull`: the images of the home-critical apps kept on every node that may run them, so
   a pod that moves after a node failure or a drain starts at once instead of pulling a 1 GB image
   onto a Pi first.
@@ -27,8 +28,10 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..analysis.daemons import KURED_RESOURCES, PREPULL_RESOURCES, kured_tolerations
 from ..analysis.failover import PREPULL_NAME, prepull_images
 from ..config.model import Cluster
+from . import dqlite_metrics, reboots
 from .parts import Chart, Component, OutputFile, Release, freeze
 
 __all__ = ["GATE_ALERTS", "PREPULL_NAME", "PREPULL_NAMESPACE", "components", "kured_values", "prepull_images"]
@@ -38,7 +41,10 @@ REBOOT_SENTINEL = "/var/run/reboot-required"  # written by Ubuntu's update-notif
 # Alerts that stop kured from starting a reboot (kured asks Prometheus for active alerts and, with
 # alertFilterMatchOnly, blocks only on names matching its filter). `for: 0m`: the gate closes at
 # once, unlike KubeNodeNotReady's 15 minutes. Rules in templates/platform/maintenance/gate-rules.yaml.j2.
-GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded")
+GATE_ALERTS = ("HkgenNodeNotReady", "HkgenNodeCordoned", "HkgenLonghornVolumeDegraded",
+               # the control planes' dqlite membership (dqlite_metrics.py): voters complete
+               "HkgenDqliteVotersMissing", "HkgenDqliteMembersMissing", "HkgenDqliteMembershipUnreported",
+               "HkgenDqliteMembershipDiffers")
 PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"  # fullnameOverride in monitoring
 
 PREPULL_NAMESPACE = "maintenance"
@@ -48,7 +54,8 @@ def _prepull(cluster: Cluster) -> Component | None:
     images = sorted(set(prepull_images(cluster).values()))
     if not images:
         return None
-    context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images}
+    context: dict[str, Any] = {"name": PREPULL_NAME, "namespace": PREPULL_NAMESPACE, "images": images,
+                               "resources": PREPULL_RESOURCES}  # counted by `hkgen plan` (daemons.py)
     return Component(
         PREPULL_NAME, "configs", PREPULL_NAMESPACE,
         files=(OutputFile(PurePosixPath("daemonset.yaml"), "core/platform/maintenance/prepull.yaml.j2",
@@ -59,9 +66,7 @@ def _prepull(cluster: Cluster) -> Component | None:
 
 
 def _window(cluster: Cluster) -> tuple[str, str]:
-    hours, minutes = (int(x) for x in cluster.reboot_time.split(":"))
-    end = (hours + cluster.reboot_window_hours) % 24
-    return cluster.reboot_time, f"{end:02d}:{minutes:02d}"
+    return reboots.window(cluster)  # the rules validate holds it to are in reboots.py
 
 
 def kured_values(cluster: Cluster) -> dict[str, Any]:
@@ -69,7 +74,7 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
     start, end = _window(cluster)
     configuration: dict[str, Any] = {
         "rebootSentinel": REBOOT_SENTINEL,
-        "period": "5m",  # each node checks every 5 min: nine nodes fit in one night's window
+        "period": f"{reboots.KURED_PERIOD_MINUTES}m",  # nine nodes fit in the default window (reboots.py)
         "startTime": start,
         "endTime": end,
         "timeZone": cluster.timezone,
@@ -80,7 +85,7 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
         "forceReboot": False,
         # Hold the lock 10 min after the node is back, so Longhorn rebuilds the replicas it lost
         # and CloudNativePG's standby catches up before the next node goes.
-        "lockReleaseDelay": "10m",
+        "lockReleaseDelay": f"{reboots.KURED_LOCK_RELEASE_DELAY_MINUTES}m",
         "annotateNodes": True,
     }
     if cluster.app("monitoring") is not None:
@@ -93,10 +98,9 @@ def kured_values(cluster: Cluster) -> dict[str, Any]:
     return {
         "configuration": configuration,
         # Every node reboots through kured, the NoSchedule control planes included.
-        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
-                         "effect": "NoSchedule"}],
+        "tolerations": kured_tolerations(),
         "priorityClassName": "home",
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "resources": KURED_RESOURCES,  # counted on every node by `hkgen plan` (daemons.py)
     }
 
 
@@ -107,7 +111,8 @@ def _kured(cluster: Cluster) -> Component:
     needs: tuple[str, ...] = ("namespaces",)
     if cluster.app("monitoring") is not None:
         files = (OutputFile(PurePosixPath("gate-rules.yaml"), "core/platform/maintenance/gate-rules.yaml.j2",
-                            freeze({"namespace": "monitoring", "alerts": GATE_ALERTS})),)
+                            freeze({"namespace": "monitoring", "alerts": GATE_ALERTS,
+                                    **dqlite_metrics.expected(cluster)})),)
         needs = ("namespaces", "prometheus-crds")
     start, end = _window(cluster)
     return Component("kured", "controllers", PREPULL_NAMESPACE, files=files, releases=(release,), depends_on=needs,

@@ -49,7 +49,7 @@ from ..config.model import Cluster, Node, Satellite, Wifi
 from ..config.secrets import key_for, placeholder
 from ..core.errors import Problem, RenderError
 from . import bootstrap as gitops_bootstrap
-from . import rejoin, upgrade
+from . import dqlite_metrics, reboots, rejoin, upgrade
 from .parts import Component, OutputFile, freeze
 
 __all__ = [
@@ -133,59 +133,21 @@ def seed_folder(cluster: Cluster, hostname: str) -> PurePosixPath:
 # --- schedules ---------------------------------------------------------------------------------
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
-def _hhmm(minutes: int) -> str:
-    minutes %= 24 * 60
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
 @cache
 def reboot_schedule(cluster: Cluster) -> dict[str, str]:
-    """Automatic-reboot time (HH:MM, local) of every node then satellite, in file order.
+    """Automatic-reboot time (HH:MM, local) of every satellite, in file order.
 
-    The day is cut into windows of `staggerMinutes` from `rebootTime`. Every control plane gets
-    a window of its own, so two of them never reboot together and quorum holds; the other hosts
-    follow one window each and, when there are more hosts than windows (a large cluster), share
-    the remaining windows round-robin — never a control plane's.
+    Only satellites reboot on a clock: `rebootTime`, each next one `staggerMinutes` later. Nodes
+    are rebooted by kured, one at a time, inside the window (reboots.py, maintenance.py).
     """
-    start = _minutes(cluster.reboot_time)
-    step = cluster.reboot_stagger_minutes
-    slots = max(1, (24 * 60) // step)
-    cps = [n.hostname for n in cluster.control_planes]
-    others = [n.hostname for n in cluster.nodes if n.hostname not in cps] + [s.hostname for s in cluster.satellites]
-    schedule = {host: _hhmm(start + i * step) for i, host in enumerate(cps)}
-    free = max(slots - len(cps), 1)
-    for i, host in enumerate(others):
-        schedule[host] = _hhmm(start + (len(cps) + i % free) * step)
-    order = [n.hostname for n in cluster.nodes] + [s.hostname for s in cluster.satellites]
-    return {host: schedule[host] for host in order}
+    return reboots.satellite_times(cluster)
 
 
 def schedule_problems(cluster: Cluster) -> list[Problem]:
-    """Reboot windows that would let a control plane reboot together with another host.
-
-    A day holds 24 h / staggerMinutes windows; each control plane needs one of its own and the
-    other hosts need at least one more. Workers sharing a window is tolerated (Longhorn keeps
-    replicas on distinct nodes); a control plane sharing one is not, because two control planes
-    down at once lose dqlite quorum.
+    """Reboots outside kured's nightly window: a satellite staggered past its end (error), a
+    window too short for every node's turn (warning). See reboots.py.
     """
-    if not cluster.upgrades_enabled:
-        return []
-    step = cluster.reboot_stagger_minutes
-    slots = max(1, (24 * 60) // step)
-    cps = len(cluster.control_planes)
-    others = len(cluster.nodes) - cps + len(cluster.satellites)
-    needed = cps + (1 if others else 0)
-    if needed <= slots:
-        return []
-    return [Problem(cluster.source, 0, 0, "$.os.upgrades.staggerMinutes",
-                    f"{cps} control planes{' and the other hosts' if others else ''} need {needed} reboot windows, "
-                    f"but {step}-minute windows give only {slots} a day",
-                    f"lower staggerMinutes to {(24 * 60) // needed} or less")]
+    return reboots.problems(cluster)
 
 
 # --- node labels, annotations and taints ------------------------------------------------------
@@ -424,7 +386,6 @@ def _common(cluster: Cluster, host: Node | Satellite, kind: str) -> dict[str, An
         blacklist += ["hci_uart", "btbcm"]
     if radios_off["wifi"]:
         blacklist += ["brcmfmac", "brcmutil"]
-    schedule = reboot_schedule(cluster)
     packages = ["unattended-upgrades", "util-linux", "e2fsprogs"]
     files = [
         _file("/etc/hosts", "hosts.j2", data=_hosts_file(cluster, host)),
@@ -448,9 +409,9 @@ def _common(cluster: Cluster, host: Node | Satellite, kind: str) -> dict[str, An
         "boot_device": boot,
         "sdcard": boot == "sdcard",
         "radios_off": radios_off,
-        # Nodes are rebooted by kured (maintenance.py); satellites by themselves, from rebootTime.
-        "reboot_time": schedule[host.hostname] if isinstance(host, Node) else _hhmm(
-            _minutes(cluster.reboot_time) + host.index * cluster.reboot_stagger_minutes),
+        # Nodes are rebooted by kured (maintenance.py), in the window from rebootTime; satellites
+        # by themselves, from rebootTime, staggered (reboots.py).
+        "reboot_time": reboot_schedule(cluster).get(host.hostname, cluster.reboot_time),
         "packages": packages,
         "files": files,
         "users": [
@@ -576,6 +537,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
     files += upgrade.seed_files(cluster, node)  # MicroK8s channel upgrades from Git (upgrade.py)
     files += gitops_bootstrap.seed_files(cluster, node)  # control planes install the GitOps engine
     files += rejoin.seed_files(cluster, node, base_launch_config(cluster, node))  # zero-touch reflash
+    files += dqlite_metrics.seed_files(cluster, node)  # the dqlite membership for the health gates
     files.append(_file("/usr/local/sbin/hkgen-node-setup", "hkgen-node-setup.sh.j2", mode="0755"))
     seed["snap_commands"] = [
         ["install", "microk8s", "--classic", f"--channel={cluster.microk8s_channel}"],
@@ -597,6 +559,7 @@ def _node_seed(cluster: Cluster, node: Node, secret: Secret) -> dict[str, Any]:
         ["systemctl", "enable", "--now", *upgrade.timers(node)],
         *([["systemctl", "enable", "--now", "hkgen-gitops-bootstrap.timer", "hkgen-microk8s-reclaim.timer"]]
           if node.is_control_plane else []),
+        *([["systemctl", "enable", "--now", *dqlite_metrics.timers(node)]] if dqlite_metrics.timers(node) else []),
     ]
     seed["setup_check"] = SETUP_CHECK
     return seed
@@ -675,9 +638,9 @@ def host_files(cluster: Cluster, hostname: str, secrets: Mapping[str, str] | Non
 
 
 def seed_problems(cluster: Cluster) -> list[Problem]:
-    """Why the seeds of `cluster` cannot be rendered (for `hkgen validate` too): reboot windows
-    that meet (`schedule_problems`), and a MicroK8s channel older than the launch-configuration
-    format the seeds use.
+    """Why the seeds of `cluster` cannot be rendered (for `hkgen validate` too): reboots outside
+    kured's window (`schedule_problems`; its warnings do not stop a render), and a MicroK8s
+    channel older than the launch-configuration format the seeds use.
     """
     problems = schedule_problems(cluster)
     major, minor = (int(x) for x in cluster.kubernetes_minor.split("."))
@@ -693,7 +656,7 @@ def seed_problems(cluster: Cluster) -> list[Problem]:
 
 def files(cluster: Cluster, _components: Sequence[Component] = ()) -> list[OutputFile]:
     """Seed files of every node and satellite (the GitOps components play no part in a seed)."""
-    problems = seed_problems(cluster)
+    problems = [p for p in seed_problems(cluster) if p.severity == "error"]
     if problems:
         raise RenderError(problems)
     files: list[OutputFile] = []

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..config.model import Cluster, Node
+from . import dqlite_metrics
 from .parts import Component, OutputFile, freeze
 
 __all__ = ["CONFIG_MAP", "STATUS_MAP", "component", "seed_files", "timers"]
@@ -50,6 +51,9 @@ def seed_files(cluster: Cluster, node: Node) -> list[dict[str, Any]]:
         "lock_annotation": "weave.works/kured-node-lock",  # kured's default lock annotation
         "timeout": "1800",
         "drain_timeout": "900",
+        # Control planes check the dqlite voters before each step (dqlite_metrics.py); workers
+        # never conduct.
+        "membership": dqlite_metrics.SCRIPT if node.is_control_plane else "",
     }
     files = [
         _f("/usr/local/sbin/hkgen-microk8s-upgrade", "hkgen-microk8s-upgrade.sh", "0755"),
@@ -76,7 +80,9 @@ def timers(node: Node) -> list[str]:
 def component(cluster: Cluster) -> Component:
     """The ConfigMap that carries the wanted channel from Git to the conductors."""
     context = {"name": CONFIG_MAP, "namespace": NAMESPACE, "channel": cluster.microk8s_channel,
-               "order": " ".join(order(cluster))}
+               "order": " ".join(order(cluster)),
+               "control_planes": " ".join(n.hostname for n in cluster.control_planes),
+               **dqlite_metrics.expected(cluster)}
     return Component(
         "microk8s-upgrade", "configs", NAMESPACE,
         files=(OutputFile(PurePosixPath("configmap.yaml"), "core/platform/maintenance/upgrade-configmap.yaml.j2",

@@ -86,6 +86,10 @@ def to_text(d: dict[str, Any]) -> list[str]:
              f"{n['cpu_millis']['requested']}/{n['cpu_millis']['allocatable']}",
              str(n["storage_gb"] or "-")] for n in d["nodes"]]
     lines += _table(["node", "role", "apps", "mem MiB req/alloc", "headroom", "cpu m req/alloc", "disk GB"], rows)
+    if d.get("every_node_pods"):
+        lines.append("Counted on each node they run on: " + ", ".join(
+            f"{e['name']} {e['memory_mib']} MiB/{e['cpu_millis']}m"
+            + ("" if e["on_control_planes"] else " (schedulable nodes)") for e in d["every_node_pods"]))
     if d["unplaced_pods"]:
         lines.append(f"NOT PLACED (no node has room): {', '.join(d['unplaced_pods'])}")
     lines += ["", "If one node or satellite dies (seconds until running / usable again):"]

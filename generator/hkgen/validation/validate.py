@@ -342,7 +342,7 @@ class _Checks:
             path: list[str | int] = []
             for name, index in re.findall(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]", problem.path):
                 path.append(int(index) if index else name)
-            self.err(tuple(path), problem.message, problem.hint)
+            (self.warn if problem.severity == "warning" else self.err)(tuple(path), problem.message, problem.hint)
 
     def survival(self) -> None:
         """topology: ha must survive any one node (the plan's verdict); Wi-Fi nodes need a longer grace."""

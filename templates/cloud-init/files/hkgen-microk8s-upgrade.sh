@@ -9,13 +9,16 @@
 # conduct (control planes, every 2 min): one step per run, state in the ConfigMap
 # hkgen-microk8s-upgrade-status (absent = idle):
 #   idle       -> the first node in `order` whose kubelet is not on the wanted minor is next. Only
-#                 when every node is Ready and schedulable and no Longhorn volume is degraded or
-#                 faulted; creating the status ConfigMap is the lock between the conductors, and
+#                 when every node is Ready and schedulable, no Longhorn volume is degraded or
+#                 faulted and the dqlite voters are complete (`voters` answer and `members`
+#                 control planes are voters or stand-bys, as hkgen-dqlite-membership sees them
+#                 here); creating the status ConfigMap is the lock between the conductors, and
 #                 kured's node lock (annotation of its DaemonSet) is taken too, so no reboot runs
 #                 meanwhile. Then: drain (PodDisruptionBudgets hold) and annotate the node
 #                 hkgen.io/microk8s-channel=<channel>; its agent refreshes the snap.
-#   upgrading  -> the node is back Ready on the new minor: uncordon, release both locks (idle).
-#                 The agent reported an error, or the node is not back within `timeout`: failed.
+#   upgrading  -> the node is back Ready on the new minor (a control plane: and the dqlite voters
+#                 complete again): uncordon, release both locks (idle). The agent reported an
+#                 error, or the node is not back within `timeout`: failed.
 #   failed     -> nothing moves (upgrades and kured reboots stay locked) until an admin repairs
 #                 the node and deletes the status ConfigMap and kured's lock (RECOVERY.md).
 # agent (every node, every minute): reads its own Node object with the kubelet's credentials;
@@ -28,7 +31,7 @@ mode=${1:-}
 conf=${2:-/etc/hkgen/microk8s-upgrade.conf}
 # Settings; the configuration file sets them all.
 node='' kubectl='' admin_kubeconfig='' node_kubeconfig='' snap='' namespace='' config_map='' status_map=''
-kured_namespace='' kured_daemonset='' lock_annotation='' timeout=1800 drain_timeout=900
+kured_namespace='' kured_daemonset='' lock_annotation='' timeout=1800 drain_timeout=900 membership=''
 # shellcheck source=/dev/null
 . "$conf"
 
@@ -70,13 +73,31 @@ fail() {
     exit 1
 }
 
+cm_field() { kc -n "$namespace" get configmap "$config_map" -o "jsonpath={.data.$1}"; }
+control_plane() { case " $(cm_field controlPlanes) " in *" $1 "*) return 0 ;; esac; return 1; }
+# The dqlite voters as this control plane sees them: prints why they are not complete (exit 1).
+datastore() {
+    local voters members out
+    if ! voters=$(cm_field voters) || ! members=$(cm_field members); then
+        echo "cannot read $config_map"
+        return 1
+    fi
+    if [ -z "$voters" ] || [ -z "$members" ] || [ -z "$membership" ]; then
+        echo "the dqlite voters cannot be checked (no counts in $config_map or no checker here)"
+        return 1
+    fi
+    out=$("$membership" check "$voters" "$members") && return 0
+    echo "${out#hkgen-dqlite-membership: }"
+    return 1
+}
+
 release() {
     kc -n "$kured_namespace" annotate daemonset "$kured_daemonset" "$lock_annotation-" >/dev/null 2>&1
     kc -n "$namespace" delete configmap "$status_map" >/dev/null
 }
 
 conduct() {
-    local channel order minor state target since version ready error host candidate line
+    local channel order minor state target since version ready error host candidate line dq=''
     if ! channel=$(kc -n "$namespace" get configmap "$config_map" -o 'jsonpath={.data.channel}') ||
         ! order=$(kc -n "$namespace" get configmap "$config_map" -o 'jsonpath={.data.order}'); then
         log "cannot read $namespace/$config_map; will retry"
@@ -97,15 +118,18 @@ conduct() {
             version=$(node_field "$target" '{.status.nodeInfo.kubeletVersion}')
             ready=$(node_field "$target" '{.status.conditions[?(@.type=="Ready")].status}')
             if [[ $version == "v$minor".* && $ready == True ]]; then
-                kc uncordon "$target" >/dev/null
-                release
-                log "$target runs $version and is Ready: done"
-                exit 0
+                if ! control_plane "$target" || dq=$(datastore); then
+                    kc uncordon "$target" >/dev/null
+                    release
+                    log "$target runs $version and is Ready: done"
+                    exit 0
+                fi
             fi
             if [ $(($(now) - since)) -gt "$timeout" ]; then
+                [ -z "$dq" ] || fail "$target is back on $version, but the datastore is not complete after ${timeout}s: $dq"
                 fail "$target is not back Ready on $channel after ${timeout}s (kubelet $version, Ready $ready)"
             fi
-            log "waiting for $target (kubelet $version, Ready $ready)"
+            log "waiting for $target (kubelet $version, Ready $ready${dq:+; dqlite: $dq})"
             exit 0
             ;;
     esac
@@ -136,6 +160,10 @@ conduct() {
                 ;;
         esac
     done < <(kc -n longhorn-system get volumes.longhorn.io -o 'jsonpath={range .items[*]}{.metadata.name} {.status.robustness}{"\n"}{end}')
+    if ! dq=$(datastore); then
+        log "$target waits: dqlite: $dq"
+        exit 0
+    fi
     # The lock between conductors: creating an object is atomic.
     if ! kc -n "$namespace" create configmap "$status_map" --from-literal=state=upgrading \
         --from-literal=node="$target" --from-literal=since="$(now)" --from-literal=channel="$channel" >/dev/null 2>&1; then
