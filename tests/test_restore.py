@@ -186,9 +186,13 @@ def test_gate_rbac_is_limited(home: Rendering) -> None:
     assert rules[("ClusterRole", None)] == [{"apiGroups": [""], "resources": ["persistentvolumes"],
                                              "verbs": ["get", "create", "patch"]}]
     assert all("secrets" not in r["resources"] for rs in rules.values() for r in rs)
-    # CloudNativePG Clusters: read and create, never change or delete, and only where a gated database is
-    clusters = {ns: r["verbs"] for (kind, ns), rs in rules.items() for r in rs if r["resources"] == ["clusters"]}
-    assert clusters == {"monitoring": ["get", "create"]}
+    # CloudNativePG Clusters: read and create where a gated database is; patch (the server-side apply
+    # that co-owns an older Cluster's unchanged bootstrap) only the gated Clusters by name; no update, no delete
+    clusters = [(ns, r) for (_kind, ns), rs in rules.items() for r in rs if r["resources"] == ["clusters"]]
+    assert clusters == [("monitoring", {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"],
+                                        "verbs": ["get", "create"]}),
+                        ("monitoring", {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"],
+                                        "resourceNames": ["grafana-db"], "verbs": ["patch"]})]
 
 
 def test_dqlite_uploader_per_control_plane_and_timers_in_their_seeds(home: Rendering) -> None:
@@ -290,6 +294,14 @@ FAKE_KUBECTL = textwrap.dedent('''\
             print("true false detached unknown", end=""); sys.exit(0)
         if short == "pv" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
             print(path.read_text(), end=""); sys.exit(0)
+        if short == "pgcluster" and "resourceVersion" in rest[rest.index("-o") + 1]:
+            # jsonpath prints a map or list value as compact JSON, an absent one as nothing
+            import json
+            doc = json.loads(path.read_text())
+            ext = doc["spec"].get("externalClusters")
+            compact = {"separators": (",", ":")}
+            print(doc["metadata"].get("resourceVersion", "1") + "\\t" + json.dumps(doc["spec"]["bootstrap"], **compact)
+                  + "\\t" + (json.dumps(ext, **compact) if ext else ""), end=""); sys.exit(0)
         if short == "pgcluster" and "-o" in rest and rest[rest.index("-o") + 1].startswith("jsonpath"):
             import json
             doc = json.loads(path.read_text())
@@ -348,6 +360,26 @@ FAKE_KUBECTL = textwrap.dedent('''\
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**doc, "manager": args[1].split("=", 1)[1]}))
         sys.exit(0)
+    if verb == "apply" and args[1:] == ["--server-side", "--field-manager=hkgen-restore-gate", "-f", "-"]:
+        # Server-side apply as the API server answers it: with metadata.resourceVersion set, a missing
+        # object is an error (nothing created) and a changed one a Conflict; the applied fields get
+        # the manager as a co-owner (recorded), annotations are merged.
+        import json
+        doc = json.loads(sys.stdin.read())
+        ns = doc["metadata"]["namespace"]
+        path = obj("pgcluster", doc["metadata"]["name"])
+        if not path.exists():
+            sys.stderr.write("Error from server (NotFound): clusters.postgresql.cnpg.io not found\\n"); sys.exit(1)
+        live = json.loads(path.read_text())
+        if doc["metadata"].get("resourceVersion") not in (None, live["metadata"].get("resourceVersion", "1")):
+            sys.stderr.write("Error from server (Conflict): the object has been modified\\n"); sys.exit(1)
+        with open(state / "applies.log", "a") as out:
+            out.write(json.dumps(doc) + "\\n")
+        live["metadata"].setdefault("annotations", {}).update(doc["metadata"].get("annotations") or {})
+        live["spec"].update(doc["spec"])
+        live.setdefault("coowners", {})[args[2].split("=", 1)[1]] = sorted(doc["spec"])
+        live["metadata"]["resourceVersion"] = str(int(live["metadata"].get("resourceVersion", "1")) + 1)
+        path.write_text(json.dumps(live)); sys.exit(0)
     if verb == "create" and args[1:] == ["-f", "-"]:
         import yaml
         doc = yaml.safe_load(sys.stdin.read())

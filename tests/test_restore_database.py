@@ -93,21 +93,71 @@ def test_rebuild_recovers_into_the_same_folder(fake: Path, manifests: Path) -> N
     assert len(list((fake / "s3" / "bucket").rglob("*.*"))) == 3
 
 
-@pytest.mark.parametrize("started", ["initdb", "recovery", ""])
-def test_running_cluster_is_never_touched(fake: Path, manifests: Path, started: str) -> None:  # noqa: F811
-    # "": a Cluster from before the gate created them (its bootstrap came from Git and names the database).
-    _put(fake, ARCHIVE + "base/20261120T023000/backup.info")
-    doc = YAML(typ="safe", pure=True).load((manifests / f"{started or 'initdb'}.yaml").read_text())
-    if not started:
-        del doc["metadata"]["annotations"]
-    path = fake / "objects" / "pgcluster" / f"{NS}_{DB}"
+def _live(state: Path, doc: dict[str, Any]) -> Path:
+    path = state / "objects" / "pgcluster" / f"{NS}_{DB}"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps({**doc, "metadata": {**doc["metadata"], "resourceVersion": "7"}}))
+    return path
+
+
+@pytest.mark.parametrize("started", ["initdb", "recovery", "adopted"])
+def test_running_cluster_is_never_touched(fake: Path, manifests: Path, started: str) -> None:  # noqa: F811
+    _put(fake, ARCHIVE + "base/20261120T023000/backup.info")
+    variant = "initdb" if started == "adopted" else started
+    doc = YAML(typ="safe", pure=True).load((manifests / f"{variant}.yaml").read_text())
+    doc["metadata"]["annotations"]["hkgen.io/bootstrap"] = started
+    path = _live(fake, doc)
     before = path.read_bytes()
     done = _db_gate(fake, manifests)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Present" in _status(fake) and path.read_bytes() == before and _creates(fake) == []
-    assert not (fake / "calls.log").read_text().count("aws ")  # a running database does not depend on S3
+    calls = (fake / "calls.log").read_text()
+    assert "aws " not in calls and "kubectl apply" not in calls  # no S3 needed, nothing changed
+
+
+LEGACY = {  # what an hkgen before the gate made the Clusters rendered: bootstrap from Git, gen 1 or N > 1
+    "initdb": ({"initdb": {"database": "grafana", "owner": "grafana", "encoding": "UTF8"}}, None),
+    "generation 3": ({"recovery": {"source": "previous-generation", "database": "grafana", "owner": "grafana"}},
+                     [{"name": "previous-generation", "plugin": {
+                         "name": "barman-cloud.cloudnative-pg.io",
+                         "parameters": {"barmanObjectName": "grafana-db-backup", "serverName": "grafana-db-g2"}}}]),
+}
+
+
+@pytest.mark.parametrize("legacy", sorted(LEGACY))
+def test_cluster_from_before_the_gate_keeps_its_bootstrap(fake: Path, manifests: Path, legacy: str) -> None:  # noqa: F811
+    """A Cluster made when Git still held its bootstrap: the engine owns that field and would drop it
+    on applying the Cluster without one (CloudNativePG would then default it to a database `app`). The
+    gate co-owns exactly the live values once, by server-side apply, and changes nothing else."""
+    boot, external = LEGACY[legacy]
+    doc = YAML(typ="safe", pure=True).load((manifests / "initdb.yaml").read_text())
+    del doc["metadata"]["annotations"]
+    doc["spec"]["bootstrap"] = boot
+    if external:
+        doc["spec"]["externalClusters"] = external
+    path = _live(fake, doc)
+    done = _db_gate(fake, manifests)
+    assert done.returncode == 0, done.stdout + done.stderr
+    applied = [json.loads(line) for line in (fake / "applies.log").read_text().splitlines()]
+    assert len(applied) == 1 and applied[0]["metadata"]["resourceVersion"] == "7"
+    assert applied[0]["spec"] == ({"bootstrap": boot} | ({"externalClusters": external} if external else {}))
+    live = json.loads(path.read_text())
+    assert live["spec"] == doc["spec"] and live["coowners"]["hkgen-restore-gate"] == sorted(applied[0]["spec"])
+    assert live["metadata"]["annotations"] == {"hkgen.io/bootstrap": "adopted"} and _creates(fake) == []
+    again = _db_gate(fake, manifests)  # once: the next run finds it adopted
+    assert again.returncode == 0 and len((fake / "applies.log").read_text().splitlines()) == 1
+
+
+def test_adoption_of_a_cluster_changed_meanwhile_is_retried(fake: Path, manifests: Path) -> None:  # noqa: F811
+    doc = YAML(typ="safe", pure=True).load((manifests / "initdb.yaml").read_text())
+    del doc["metadata"]["annotations"]
+    path = _live(fake, doc)
+    # The stand-in kubectl answers the first read from before a change, as if it landed in between.
+    real = fake.parent / "bin" / "kubectl.py"
+    real.write_text(real.read_text().replace('print(doc["metadata"].get("resourceVersion", "1")', 'print("6"', 1))
+    done = _db_gate(fake, manifests)
+    assert done.returncode != 0 and "ApiError" in _status(fake) and "Conflict" in done.stderr
+    assert json.loads(path.read_text())["metadata"]["resourceVersion"] == "7"  # nothing applied
 
 
 def test_cluster_re_created_by_the_engine_without_the_gate_stops(fake: Path, manifests: Path) -> None:  # noqa: F811
@@ -117,12 +167,11 @@ def test_cluster_re_created_by_the_engine_without_the_gate_stops(fake: Path, man
     doc = YAML(typ="safe", pure=True).load((manifests / "initdb.yaml").read_text())
     del doc["metadata"]["annotations"]
     doc["spec"]["bootstrap"] = {"initdb": {"database": "app", "owner": "app"}}  # the webhook's defaults
-    path = fake / "objects" / "pgcluster" / f"{NS}_{DB}"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(doc))
+    path = _live(fake, doc)
     done = _db_gate(fake, manifests)
     assert done.returncode != 0
     assert "NotCreatedByGate" in _status(fake) and "RECOVERY.md" in done.stdout and _creates(fake) == []
+    assert not (fake / "applies.log").exists()  # its wrong bootstrap is not adopted
     # RECOVERY.md: delete it; the gate's next attempt recovers it from the backups.
     path.unlink()
     again = _db_gate(fake, manifests)

@@ -287,6 +287,13 @@ def _image(cluster: Cluster, key: str) -> str:
     return f"{repos[key]}:{cluster.version('images', key)}"
 
 
+def _by_namespace(databases: list[GatedDatabase]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for d in databases:
+        out.setdefault(d.namespace, []).append(d.cluster)
+    return out
+
+
 def _gate(cluster: Cluster) -> Component | None:
     volumes = gated_volumes(cluster)
     databases = gated_databases(cluster)
@@ -317,7 +324,7 @@ def _gate(cluster: Cluster) -> Component | None:
     common = {"account": GATE_ACCOUNT, "status": STATUS_CONFIGMAP, "secret": S3_SECRET}
     files = (
         _file("rbac.yaml", "restore/rbac.yaml.j2", namespaces=namespaces, longhorn=LONGHORN_NS,
-              volumes=bool(volumes), databases=sorted({d.namespace for d in databases}), **common),
+              volumes=bool(volumes), databases=_by_namespace(databases), **common),
         _credentials(namespaces),
         _file("script.yaml", "restore/script.yaml.j2", namespaces=namespaces),
         *([_file("databases.yaml", "restore/databases.yaml.j2", manifests=manifests)] if manifests else []),

@@ -26,11 +26,14 @@
 #                                             and that holds every gate alike); the Job retries
 # Database (GATE_KIND=database): the gate, not Git, decides how the database starts, and creates
 # its CloudNativePG Cluster itself (the apps layer's copy has no `bootstrap`):
-#   the Cluster exists                     -> nothing to do; never changed. One the gate did not
-#                                             create whose bootstrap does not name $DB_NAME was made
-#                                             by the GitOps engine before the gate ran (the Cluster
-#                                             was deleted by hand): CloudNativePG started an empty
-#                                             database with its defaults -> stop (RECOVERY.md)
+#   the Cluster exists                     -> nothing to do. One made before the gate created
+#                                             them (its bootstrap, from Git, names $DB_NAME): the
+#                                             gate co-owns that bootstrap, values unchanged, once.
+#                                             One the gate did not create whose bootstrap does not
+#                                             name $DB_NAME was made by the GitOps engine before the
+#                                             gate ran (the Cluster was deleted by hand):
+#                                             CloudNativePG started an empty database with its
+#                                             defaults -> stop (RECOVERY.md)
 #   no backups in its folder               -> a new database: the initdb variant is created
 #   a base backup in its folder            -> a rebuild: the recovery variant is created; it
 #                                             archives into the same folder on a new timeline
@@ -137,6 +140,25 @@ create_cluster() {
   return 1
 }
 
+# A Cluster made before the gate created them got its bootstrap from Git, so the GitOps engine owns
+# that field and would remove it when it applies the Cluster without one; CloudNativePG's webhook
+# would then default it to a database `app` (and the operator keeps the app user's Secret in step
+# with it). A server-side apply of the same values, under the gate's field manager, makes the gate
+# a co-owner: the field stays. The resourceVersion read with the values makes the apply fail
+# instead of acting on a Cluster changed (or deleted and re-made) meanwhile.
+adopt_cluster() {
+  live=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" -o \
+    'jsonpath={.metadata.resourceVersion}{"\t"}{.spec.bootstrap}{"\t"}{.spec.externalClusters}') || return 1
+  version=$(printf '%s' "$live" | cut -f1)
+  spec="\"bootstrap\":$(printf '%s' "$live" | cut -f2)"
+  external=$(printf '%s' "$live" | cut -f3)
+  [ -z "$external" ] || spec="$spec,\"externalClusters\":$external"
+  meta="\"name\":\"$DB_CLUSTER\",\"namespace\":\"$NAMESPACE\",\"resourceVersion\":\"$version\""
+  meta="$meta,\"annotations\":{\"hkgen.io/bootstrap\":\"adopted\"}"
+  printf '%s\n' "{\"apiVersion\":\"postgresql.cnpg.io/v1\",\"kind\":\"Cluster\",\"metadata\":{$meta},\"spec\":{$spec}}" |
+    kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f - >/dev/null
+}
+
 gate_database() {
   found=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" --ignore-not-found -o \
     'jsonpath={.metadata.name}{"\t"}{.metadata.annotations.hkgen\.io/bootstrap}{"\t"}{.spec.bootstrap.initdb.database}{"\t"}{.spec.bootstrap.recovery.database}') ||
@@ -144,7 +166,11 @@ gate_database() {
   if [ -n "$found" ]; then
     started=$(printf '%s' "$found" | cut -f2)
     named=$(printf '%s' "$found" | cut -f3-4 | tr "$tab" ' ')
-    if [ -z "$started" ] && [ "$named" != "$DB_NAME " ] && [ "$named" != " $DB_NAME" ]; then
+    if [ -z "$started" ] && { [ "$named" = "$DB_NAME " ] || [ "$named" = " $DB_NAME" ]; }; then
+      adopt_cluster || fail ApiError "cannot co-own the bootstrap of Cluster $DB_CLUSTER; the gate tries again"
+      done_ok Present "database $DB_CLUSTER exists (made before the gate created Clusters); its bootstrap is now co-owned by the gate, so the Cluster in Git (without one) leaves it as it is"
+    fi
+    if [ -z "$started" ]; then
       fail NotCreatedByGate "Cluster $DB_CLUSTER exists, but the gate did not create it and its bootstrap does not name database $DB_NAME: the GitOps engine re-created it before the gate ran (was it deleted by hand?), so CloudNativePG started a new, empty database. Its backups at s3://$BUCKET/$ARCHIVE are untouched (CloudNativePG does not archive a new database into a folder holding WAL). Delete this Cluster and let the gate re-create it from the backups: see RECOVERY.md"
     fi
     done_ok Present "database $DB_CLUSTER exists (started: ${started:-before the gate created Clusters}); nothing to do"
