@@ -6,10 +6,12 @@ restore gate, as platform `Component`s (only when `storage.backup` is configured
   `cloud-init/user-data.j2` uses the same figures); one CronJob per control plane, pinned there,
   copies new archives to `<bucket>/<prefix>/dqlite/<node>/` and keeps the newest ones.
 - `restore-gate` (configs layer, with `restoreOnRebuild`): one Job per volume in backup class
-  `critical` of a StatefulSet hkgen renders, and one per CloudNativePG database whose app has the
-  `postgresGeneration` setting. The configs layer waits for them (Flux `wait`, Argo CD wave 30),
-  so the apps layer starts only after every volume is present, new (marker written) or restored;
-  see templates/platform/restore/restore-gate.sh for the rules.
+  `critical` of a StatefulSet hkgen renders, and one per CloudNativePG database with off-site
+  backups. The configs layer waits for them (Flux `wait`, Argo CD wave 30), so the apps layer
+  starts only after every volume is present, new (marker written) or restored, and every such
+  database's Cluster exists: the gate creates it itself, from the two variants rendered here
+  (`database_manifests`: a new database, or a recovery from its backup folder), because which one
+  applies depends on the bucket, not on Git; see templates/platform/restore/restore-gate.sh.
 
 What a gate needs to know about a volume (namespace, PVC name, marker key) is derived here, in
 one place (`gated_volumes`, `gated_databases`); tests check it against the rendered StatefulSets
@@ -38,6 +40,7 @@ __all__ = [
     "GatedDatabase",
     "GatedVolume",
     "components",
+    "database_manifests",
     "dqlite_folder",
     "gated_databases",
     "gated_volumes",
@@ -56,7 +59,11 @@ S3_SECRET = "hkgen-backup-s3"  # noqa: S105 - the Secret's name; its values are 
 LONGHORN_NS = "longhorn-system"
 BACKUP_TARGET = "default"  # the BackupTarget Longhorn keeps in step with the chart's defaultBackupStore
 CNPG_TEMPLATE = "apps/_common/templates/cnpg-cluster.yaml.j2"
-GENERATION_SETTING = "postgresGeneration"
+# The field manager of the gate's `kubectl create`. Flux's apply takes over the fields of managers
+# whose names start with "kubectl" (fluxcd/pkg ssa: prefix match, operation Update), so the default
+# "kubectl-create" would hand `bootstrap` to Flux, whose next apply would drop it.
+GATE_FIELD_MANAGER = "hkgen-restore-gate"
+VARIANTS = ("initdb", "recovery")
 # A restore of a few GiB from the Internet on a Pi takes minutes; one attempt waits this long, the
 # next attempt (the Job retries) picks up the same Longhorn volume and keeps waiting.
 RESTORE_TIMEOUT_SECONDS = 1800
@@ -98,17 +105,23 @@ class GatedVolume:
 
 @dataclass(frozen=True)
 class GatedDatabase:
-    """A CloudNativePG cluster with off-site backups and its backup generation."""
+    """A CloudNativePG cluster with off-site backups, whose Cluster object the gate creates."""
 
     app: str
     namespace: str
     cluster: str
-    generation: int
+    database: str  # the application database (and owner) its bootstrap names
+    params: tuple[tuple[str, Any], ...]  # the app file's template parameters
 
     @property
     def job(self) -> str:
         """Name of the gate Job."""
         return _short(f"restore-db-{self.cluster}", 63)
+
+    @property
+    def configmap(self) -> str:
+        """The ConfigMap holding the Cluster's two variants, mounted by the gate Job."""
+        return _short(f"hkgen-restore-db-{self.cluster}", 63)
 
 
 def _short(name: str, limit: int) -> str:
@@ -119,14 +132,14 @@ def _short(name: str, limit: int) -> str:
     return f"{name[:limit - 9].rstrip('-.')}-{digest}"
 
 
-def server_name(database: str, generation: int) -> str:
+def server_name(database: str) -> str:
     """Folder of a CloudNativePG cluster's backups under `<prefix>/postgres/` (barman serverName).
 
-    Generation 1 keeps the cluster's own name (where backups went before generations existed);
-    each recovery archives into a new generation, because barman refuses to archive into a folder
-    that already holds another incarnation's WAL.
+    Always the Cluster's own name (barman's default): every incarnation archives there. One
+    recovered from it continues on a new timeline, higher than any in the archive, so its WAL
+    never overwrites an earlier incarnation's (RECOVERY.md).
     """
-    return database if generation == 1 else f"{database}-g{generation}"
+    return database
 
 
 def marker_key(cluster: Cluster, namespace: str, pvc: str) -> str:
@@ -182,12 +195,22 @@ def gated_volumes(cluster: Cluster) -> list[GatedVolume]:
 
 
 def gated_databases(cluster: Cluster) -> list[GatedDatabase]:
-    """CloudNativePG clusters with off-site backups whose app has the `postgresGeneration` setting."""
+    """CloudNativePG clusters with off-site backups (the apps layer's copy has no `bootstrap`)."""
     if not _restoring(cluster):
         return []
-    out = [GatedDatabase(db.app, db.namespace, db.cluster, db.generation)
-           for db in postgres_clusters(cluster) if db.critical and db.generation is not None]
+    out = [GatedDatabase(db.app, db.namespace, db.cluster, str(dict(db.params)["database"]), db.params)
+           for db in postgres_clusters(cluster) if db.critical]
     return sorted(out, key=lambda d: (d.namespace, d.cluster))
+
+
+def database_manifests(cluster: Cluster, db: GatedDatabase) -> dict[str, str]:
+    """The gated database's Cluster in the gate's two variants, by name (`initdb`, `recovery`):
+    the app's own template with `variant` set, so both equal the apps layer's copy plus the start.
+    """
+    from .workloads import app_template_text
+
+    return {v: app_template_text(cluster, db.app, CNPG_TEMPLATE, {**dict(db.params), "variant": v})
+            for v in VARIANTS}
 
 
 @dataclass(frozen=True)
@@ -198,16 +221,12 @@ class PostgresCluster:
     namespace: str
     cluster: str
     critical: bool  # its volume's backup class is critical (backed up off-site when there is a target)
-    generation: int | None  # the app's `postgresGeneration` setting, if it has one
-
-
-def _generation(settings: Mapping[str, Any]) -> int | None:
-    return int(settings[GENERATION_SETTING]) if GENERATION_SETTING in settings else None
+    params: tuple[tuple[str, Any], ...] = ()  # the app file's template parameters (name, workload, database)
 
 
 def postgres_clusters(cluster: Cluster) -> list[PostgresCluster]:
     """Every CloudNativePG cluster hkgen renders for `cluster` (the restore gate and the alert rules)."""
-    from ..config.catalogue import app_workloads, holds, load_catalogue
+    from ..config.catalogue import app_workloads, holds, load_catalogue, resolve
 
     catalogue = load_catalogue()
     out: list[PostgresCluster] = []
@@ -217,13 +236,13 @@ def postgres_clusters(cluster: Cluster) -> list[PostgresCluster]:
         spec = catalogue[app.name]
         kinds = {w.name: w for w in app_workloads(spec, app.settings, cluster)}
         for f in spec.files:
-            params = dict(f.params)
+            params = {k: resolve(v, app.settings) for k, v in f.params}
             w = kinds.get(str(params.get("workload")))
             if f.template != CNPG_TEMPLATE or w is None or not holds(f.when, app.settings, cluster):
                 continue
             out.append(PostgresCluster(app.name, spec.namespace, str(params["name"]),
                                        any(v.backup_class == "critical" for v in w.volumes),
-                                       _generation(app.settings)))
+                                       tuple(sorted(params.items()))))
     return sorted(out, key=lambda d: (d.namespace, d.cluster))
 
 
@@ -268,6 +287,13 @@ def _image(cluster: Cluster, key: str) -> str:
     return f"{repos[key]}:{cluster.version('images', key)}"
 
 
+def _by_namespace(databases: list[GatedDatabase]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for d in databases:
+        out.setdefault(d.namespace, []).append(d.cluster)
+    return out
+
+
 def _gate(cluster: Cluster) -> Component | None:
     volumes = gated_volumes(cluster)
     databases = gated_databases(cluster)
@@ -285,20 +311,23 @@ def _gate(cluster: Cluster) -> Component | None:
             "LONGHORN_NAMESPACE": LONGHORN_NS, "BACKUP_TARGET": BACKUP_TARGET,
             "RESTORE_TIMEOUT": str(RESTORE_TIMEOUT_SECONDS), "POLL_SECONDS": "10",
         }})
+    manifests: list[dict[str, Any]] = []
     for d in databases:
-        previous = f"{prefix}/postgres/{server_name(d.cluster, d.generation - 1)}/" if d.generation > 1 else ""
-        jobs.append({"name": d.job, "namespace": d.namespace, "app": d.app, "env": {
-            "GATE_KIND": "database", "DB_CLUSTER": d.cluster,
-            "ARCHIVE": f"{prefix}/postgres/{server_name(d.cluster, d.generation)}/", "RECOVER_FROM": previous,
-            "SETTING": f"apps.{d.app}.{GENERATION_SETTING} (now {d.generation})",
+        jobs.append({"name": d.job, "namespace": d.namespace, "app": d.app, "manifests": d.configmap, "env": {
+            "GATE_KIND": "database", "DB_CLUSTER": d.cluster, "DB_NAME": d.database,
+            "ARCHIVE": f"{prefix}/postgres/{server_name(d.cluster)}/", "MANIFESTS": "/manifests",
+            "FIELD_MANAGER": GATE_FIELD_MANAGER,
         }})
+        manifests.append({"name": d.configmap, "namespace": d.namespace, "app": d.app,
+                          "variants": database_manifests(cluster, d)})
     namespaces = sorted({j["namespace"] for j in jobs})
     common = {"account": GATE_ACCOUNT, "status": STATUS_CONFIGMAP, "secret": S3_SECRET}
     files = (
         _file("rbac.yaml", "restore/rbac.yaml.j2", namespaces=namespaces, longhorn=LONGHORN_NS,
-              volumes=bool(volumes), databases=bool(databases), **common),
+              volumes=bool(volumes), databases=_by_namespace(databases), **common),
         _credentials(namespaces),
         _file("script.yaml", "restore/script.yaml.j2", namespaces=namespaces),
+        *([_file("databases.yaml", "restore/databases.yaml.j2", manifests=manifests)] if manifests else []),
         _file("jobs.yaml", "restore/jobs.yaml.j2", jobs=jobs, s3=_s3_env(cluster), ttl=GATE_TTL_SECONDS,
               backoff=GATE_BACKOFF_LIMIT, kubectl=_image(cluster, "kubectl"), aws=_image(cluster, "aws-cli"),
               recreate=RECREATE_ANNOTATIONS, **common),

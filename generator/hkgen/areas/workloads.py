@@ -24,7 +24,7 @@ from ..config.tls import tls_context
 from ..core.errors import ConfigError, Problem, RenderError
 from .parts import Chart, Component, Format, OutputFile, Release, freeze
 
-__all__ = ["APP_DISTRO", "CUSTOM_NAMESPACE", "app_distro", "components"]
+__all__ = ["APP_DISTRO", "CUSTOM_NAMESPACE", "app_distro", "app_template_text", "components"]
 
 # What app manifests need to know about the distribution beyond the platform's facts
 # (`platform.distro`): MicroK8s runs the scheduler, controller manager and kube-proxy inside one
@@ -173,6 +173,21 @@ def _render_values(template: str, context: Mapping[str, Any], cluster: Cluster) 
     if not isinstance(data, dict):
         raise RenderError([Problem(template, 0, 0, "$", "values must be a mapping")])
     return data
+
+
+def app_template_text(cluster: Cluster, app: str, template: str, params: Mapping[str, Any]) -> str:
+    """One template of the enabled catalogue app `app`, rendered now with the context its own files
+    get (the restore gate's variants of an app's CloudNativePG Cluster: restore.database_manifests).
+    """
+    from ..render.jinja import render_file
+
+    spec = load_catalogue()[app]
+    found = cluster.app(app)
+    settings = dict(found.settings) if found is not None else {}
+    context = {**_app_context(cluster, spec, settings, app_workloads(spec, settings, cluster)),
+               "params": dict(params), "item": None}
+    out = OutputFile(PurePosixPath(template).with_suffix(""), template, freeze(context), format="text")
+    return render_file(out, {"cluster": cluster}, cluster.source).decode("utf-8")
 
 
 def _catalogue_component(cluster: Cluster, spec: AppSpec, settings: dict[str, Any]) -> Component:

@@ -330,6 +330,10 @@ class _Checks:
         self.survival()
         for path, message, hint in starter_placeholders(self.c):
             self.warn(path, message, hint)
+        from .deprecated import deprecated_keys
+
+        for path, message, hint in deprecated_keys(self.doc.data):
+            self.warn(path, message, hint, key=True)
         return self.out
 
     def seeds(self) -> None:

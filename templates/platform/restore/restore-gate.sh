@@ -24,19 +24,33 @@
 #                                             tries again. The app never starts empty
 #   S3 unreachable                         -> exit non-zero (whether the volume existed is unknown,
 #                                             and that holds every gate alike); the Job retries
-# Database (GATE_KIND=database):
-#   the Cluster exists                     -> nothing to do
-#   its current backup folder holds data   -> a previous incarnation left backups there: starting
-#                                             a new database would not restore them -> stop
-#   it recovers from the previous folder   -> that folder must hold a base backup, else stop
+# Database (GATE_KIND=database): the gate, not Git, decides how the database starts, and creates
+# its CloudNativePG Cluster itself (the apps layer's copy has no `bootstrap`):
+#   the Cluster exists                     -> nothing to do. One made before the gate created
+#                                             them (its bootstrap, from Git, names $DB_NAME): the
+#                                             gate co-owns that bootstrap, values unchanged, once.
+#                                             One the gate did not create whose bootstrap does not
+#                                             name $DB_NAME was made by the GitOps engine before the
+#                                             gate ran (the Cluster was deleted by hand):
+#                                             CloudNativePG started an empty database with its
+#                                             defaults -> stop (RECOVERY.md)
+#   no backups in its folder               -> a new database: the initdb variant is created
+#   a base backup in its folder            -> a rebuild: the recovery variant is created; it
+#                                             archives into the same folder on a new timeline
+#   WAL but no base backup                 -> nothing to recover from, and a new database there
+#                                             would mix its WAL with the old -> stop
+#   S3 unreachable                         -> exit non-zero, nothing created; the Job retries
+# The Cluster is created with `kubectl create` (if it already exists, another attempt won: fine)
+# under its own field manager, so neither engine's apply ever removes what only the gate sets.
 #
 # Needs kubectl and aws (AWS CLI v2) on PATH; the S3 credentials, region and endpoint come from the
 # standard AWS_* variables. Settings (environment): GATE_KIND, NAMESPACE, STATUS_CONFIGMAP, BUCKET,
 # and per kind
 #   volume:   PVC, POD (the StatefulSet pod that mounts it), MARKER, STORAGE_CLASS, RECURRING_GROUP, VOLUME_PREFIX, REPLICAS,
 #             LONGHORN_NAMESPACE, BACKUP_TARGET, RESTORE_TIMEOUT (seconds), POLL_SECONDS
-#   database: DB_CLUSTER, ARCHIVE (s3 key prefix of the current backups, ending in /),
-#             RECOVER_FROM (same for the backups to recover from; empty: a new database), SETTING
+#   database: DB_CLUSTER, DB_NAME (its application database), ARCHIVE (s3 key prefix of its backup
+#             folder, ending in /), MANIFESTS (folder holding initdb.yaml and recovery.yaml, the
+#             Cluster's two variants), FIELD_MANAGER
 set -u
 
 tab=$(printf '\t')
@@ -112,27 +126,68 @@ s3_keys() {
 
 # --- database -------------------------------------------------------------------------------------
 
+# Creates the Cluster from its variant $1 (initdb or recovery); another attempt that got there first
+# is as good (the variants differ only in how the database starts, and that attempt saw the same
+# bucket).
+create_cluster() {
+  if out=$(kubectl create --field-manager="$FIELD_MANAGER" -f "$MANIFESTS/$1.yaml" 2>&1); then
+    return 0
+  fi
+  case $out in
+    *AlreadyExists*|*"already exists"*) log "Cluster $DB_CLUSTER was created meanwhile by another attempt"; return 0 ;;
+  esac
+  log "kubectl create: $out"
+  return 1
+}
+
+# A Cluster made before the gate created them got its bootstrap from Git, so the GitOps engine owns
+# that field and would remove it when it applies the Cluster without one; CloudNativePG's webhook
+# would then default it to a database `app` (and the operator keeps the app user's Secret in step
+# with it). A server-side apply of the same values, under the gate's field manager, makes the gate
+# a co-owner: the field stays. The resourceVersion read with the values makes the apply fail
+# instead of acting on a Cluster changed (or deleted and re-made) meanwhile.
+adopt_cluster() {
+  live=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" -o \
+    'jsonpath={.metadata.resourceVersion}{"\t"}{.spec.bootstrap}{"\t"}{.spec.externalClusters}') || return 1
+  version=$(printf '%s' "$live" | cut -f1)
+  spec="\"bootstrap\":$(printf '%s' "$live" | cut -f2)"
+  external=$(printf '%s' "$live" | cut -f3)
+  [ -z "$external" ] || spec="$spec,\"externalClusters\":$external"
+  meta="\"name\":\"$DB_CLUSTER\",\"namespace\":\"$NAMESPACE\",\"resourceVersion\":\"$version\""
+  meta="$meta,\"annotations\":{\"hkgen.io/bootstrap\":\"adopted\"}"
+  printf '%s\n' "{\"apiVersion\":\"postgresql.cnpg.io/v1\",\"kind\":\"Cluster\",\"metadata\":{$meta},\"spec\":{$spec}}" |
+    kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f - >/dev/null
+}
+
 gate_database() {
-  found=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" --ignore-not-found -o name) ||
+  found=$(kubectl -n "$NAMESPACE" get clusters.postgresql.cnpg.io "$DB_CLUSTER" --ignore-not-found -o \
+    'jsonpath={.metadata.name}{"\t"}{.metadata.annotations.hkgen\.io/bootstrap}{"\t"}{.spec.bootstrap.initdb.database}{"\t"}{.spec.bootstrap.recovery.database}') ||
     fail ApiError "cannot read Cluster $DB_CLUSTER from the Kubernetes API"
   if [ -n "$found" ]; then
-    done_ok Present "database $DB_CLUSTER exists; nothing to restore"
+    started=$(printf '%s' "$found" | cut -f2)
+    named=$(printf '%s' "$found" | cut -f3-4 | tr "$tab" ' ')
+    if [ -z "$started" ] && { [ "$named" = "$DB_NAME " ] || [ "$named" = " $DB_NAME" ]; }; then
+      adopt_cluster || fail ApiError "cannot co-own the bootstrap of Cluster $DB_CLUSTER; the gate tries again"
+      done_ok Present "database $DB_CLUSTER exists (made before the gate created Clusters); its bootstrap is now co-owned by the gate, so the Cluster in Git (without one) leaves it as it is"
+    fi
+    if [ -z "$started" ]; then
+      fail NotCreatedByGate "Cluster $DB_CLUSTER exists, but the gate did not create it and its bootstrap does not name database $DB_NAME: the GitOps engine re-created it before the gate ran (was it deleted by hand?), so CloudNativePG started a new, empty database. Its backups at s3://$BUCKET/$ARCHIVE are untouched (CloudNativePG does not archive a new database into a folder holding WAL). Delete this Cluster and let the gate re-create it from the backups: see RECOVERY.md"
+    fi
+    done_ok Present "database $DB_CLUSTER exists (started: ${started:-before the gate created Clusters}); nothing to do"
   fi
-  current=$(s3_keys "$ARCHIVE") ||
-    fail TargetUnreachable "cannot list s3://$BUCKET/$ARCHIVE; see the log above"
-  if [ -n "$current" ]; then
-    fail BackupsInTheWay "s3://$BUCKET/$ARCHIVE already holds backups of a previous $DB_CLUSTER; a new database there would not restore them. Set $SETTING one higher and render again: the database then recovers from these backups"
+  base=$(s3_keys "${ARCHIVE}base/") ||
+    fail TargetUnreachable "cannot list s3://$BUCKET/${ARCHIVE}base/; nothing created, the gate tries again"
+  if [ -n "$base" ]; then
+    create_cluster recovery || fail ApiError "cannot create Cluster $DB_CLUSTER (recovery)"
+    done_ok Recover "database $DB_CLUSTER recovers from its backups at s3://$BUCKET/$ARCHIVE (latest base backup and all WAL after it) and archives there on a new timeline"
   fi
-  if [ -z "$RECOVER_FROM" ]; then
-    done_ok New "database $DB_CLUSTER is new (no backups at s3://$BUCKET/$ARCHIVE); it starts empty"
+  other=$(s3_keys "$ARCHIVE") ||
+    fail TargetUnreachable "cannot list s3://$BUCKET/$ARCHIVE; nothing created, the gate tries again"
+  if [ -n "$other" ]; then
+    fail NoBackup "s3://$BUCKET/$ARCHIVE holds WAL of an earlier $DB_CLUSTER but no base backup: nothing to recover from, and a new database there would mix its WAL with the old. If that data is not needed, move the folder away; the gate then starts a new database"
   fi
-  base="$RECOVER_FROM"base/
-  previous=$(s3_keys "$base") ||
-    fail TargetUnreachable "cannot list s3://$BUCKET/$base; see the log above"
-  if [ -z "$previous" ]; then
-    fail NoBackup "no base backup at s3://$BUCKET/$base to recover $DB_CLUSTER from; check the bucket and $SETTING"
-  fi
-  done_ok Recover "database $DB_CLUSTER recovers from s3://$BUCKET/$RECOVER_FROM"
+  create_cluster initdb || fail ApiError "cannot create Cluster $DB_CLUSTER (initdb)"
+  done_ok New "database $DB_CLUSTER is new (no backups at s3://$BUCKET/$ARCHIVE): created empty"
 }
 
 # --- volume ---------------------------------------------------------------------------------------
