@@ -24,7 +24,7 @@ CI_RUN = REPO / ".ci" / "run"
 BASICS = ("bash", "dirname", "sort", "mkdir", "cat", "env", "chmod")
 TOOLS = ("netplan", "shellcheck", "age", "promtool", "prometheus", "amtool", "prometheus-alertmanager",
          "mosquitto", "mosquitto_pub", "mosquitto_sub", "systemd-analyze", "openssl", "git", "mkfs.ext4",
-         "blkid", "chromium", "npm", "kubectl")
+         "blkid", "gpg", "gpgv", "chromium", "npm", "kubectl")
 
 
 def test_no_test_skips_on_a_missing_tool_behind_the_switch() -> None:

@@ -175,8 +175,11 @@ gate_database() {
     fi
     done_ok Present "database $DB_CLUSTER exists (started: ${started:-before the gate created Clusters}); nothing to do"
   fi
-  base=$(s3_keys "${ARCHIVE}base/") ||
-    fail TargetUnreachable "cannot list s3://$BUCKET/${ARCHIVE}base/; nothing created, the gate tries again"
+  # No braced variable names here: they read like placeholders of the secrets file to whoever
+  # substitutes those (the ConfigMap opts out of Flux's, but keep it unambiguous).
+  base_prefix=$ARCHIVE"base/"
+  base=$(s3_keys "$base_prefix") ||
+    fail TargetUnreachable "cannot list s3://$BUCKET/$base_prefix; nothing created, the gate tries again"
   if [ -n "$base" ]; then
     create_cluster recovery || fail ApiError "cannot create Cluster $DB_CLUSTER (recovery)"
     done_ok Recover "database $DB_CLUSTER recovers from its backups at s3://$BUCKET/$ARCHIVE (latest base backup and all WAL after it) and archives there on a new timeline"
