@@ -142,7 +142,15 @@ def load_file(path: Path, display: str | None = None) -> Document:
         raise ConfigError([Problem(name, 0, 0, "$", f"cannot read file: {err.strerror or err}")]) from err
     if len(raw) > MAX_BYTES:
         raise ConfigError([Problem(name, 0, 0, "$", f"file is larger than {MAX_BYTES} bytes")])
-    return load_bytes(raw, name)
+    from . import doccache  # a file that loaded and validated cleanly before is not parsed again
+
+    key = doccache.document_key(raw)
+    hit = doccache.lookup(key)
+    if hit is not None:
+        return Document(name, *hit)
+    doc = load_bytes(raw, name)
+    doccache.read(key, (doc.data, doc.values, doc.keys))
+    return doc
 
 
 def load_bytes(raw: bytes, name: str) -> Document:

@@ -24,11 +24,13 @@ __all__ = ["PINNED_GROUPS", "apply_defaults", "cluster_schema", "composed_schema
 @cache
 def default_versions() -> dict[str, dict[str, str]]:
     """hkgen's pinned chart and image versions (versions.yaml), as strings."""
+    from .doccache import own_data
     from .load import load_generated
 
-    # libyaml, as for cluster.yaml itself: `hkgen validate` does not import ruamel at all.
+    # libyaml, as for cluster.yaml itself: `hkgen validate` does not import ruamel at all (nor
+    # PyYAML, once the loaded file is cached).
     path = package_dir() / "versions.yaml"
-    data = load_generated(path.read_text("utf-8"), str(path)).data
+    data = own_data(path.read_bytes(), lambda: load_generated(path.read_text("utf-8"), str(path)).data)
     return {group: {k: str(v) for k, v in pins.items()} for group, pins in data.items()}
 
 
