@@ -702,6 +702,11 @@ class _Checks:
                 self.err(path, f"{w.name} requests {w.memory_mib} MiB, more than any node can give ({biggest} MiB)",
                          "lower its memoryMiB or add a node with more memory", key=w.app not in custom)
 
+    def machine(self) -> list[Problem]:
+        """The rules that read this machine rather than the file (the tz database): run alone."""
+        self.timezone()
+        return self.out
+
     def timezone(self) -> None:
         import zoneinfo
 
@@ -781,6 +786,8 @@ def validate_document(doc: Document) -> Validation:
         record_clean(key)
     data = apply_defaults(doc.data)
     cluster = build_model(data, doc.file, default_versions(), list(load_catalogue()))
-    problems = _Checks(doc, data, cluster).run()
+    from .checkcache import checked  # the rules' findings on an unchanged file are not sought again
+
+    problems = checked(doc, data, _Checks(doc, data, cluster).run, lambda: _Checks(doc, data, cluster).machine())
     valid = not any(p.severity == "error" for p in problems)
     return Validation(tuple(sorted(set(problems))), cluster if valid else None)
