@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, Problem, UsageError, shown
-from .yaml12 import resolve_plain
 
 __all__ = [
     "Document",
@@ -534,6 +533,8 @@ class _Builder:
         if tag == "!":
             return f"{_CORE}str"  # the non-specific tag: a string, whatever it looks like
         if tag is None:
+            from .yaml12 import resolve_plain  # parsing only: a cached document needs no resolver
+
             return resolve_plain(event.value, tuple(event.implicit))
         return str(tag)
 

@@ -7,7 +7,6 @@ of failure, for instance) are reported too but do not make the file invalid.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -121,6 +120,8 @@ def _type_of(value: Any) -> str:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only a problem needs a suggestion
+
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"did you mean {shown(match[0])}?" if match else ""
 
