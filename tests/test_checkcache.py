@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hkgen.config import catalogue, doccache
+from hkgen.config import doccache
+from hkgen.config import schema as schema_module
 from hkgen.config.load import load_file
 from hkgen.config.schema import apply_defaults
 from hkgen.core import fingerprint, resources
@@ -127,7 +128,7 @@ def test_every_input_of_the_key_misses(cache: Path, home_copy: Path, monkeypatch
         m.setattr(fingerprint, "code_hash", lambda: "another hkgen")
         keys["code"] = _key(home_copy)
     with monkeypatch.context() as m:
-        m.setattr(catalogue, "catalogue_key", lambda: "another catalogue")
+        m.setattr(schema_module, "apps_key", lambda: "another catalogue")
         keys["catalogue"] = _key(home_copy)
     assert _key(home_copy) == base
     assert all(k is not None and k != base for k in keys.values()), keys
@@ -135,7 +136,6 @@ def test_every_input_of_the_key_misses(cache: Path, home_copy: Path, monkeypatch
 
 
 def test_no_cache_folder_no_key(cache: Path) -> None:
-    assert catalogue.catalogue_key() is not None
     resources._CACHE.clear()
     assert checkcache.checks_key(load_file(Path(__file__).parents[1] / "clusters/home/cluster.yaml"), {}) is None
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,59 @@ def test_validate_of_an_unchanged_file_does_not_import_pyyaml(tmp_path: Path, ho
     assert runs[1].stdout.split()[-2:] == ["0", "False"], runs[1].stdout
     assert runs[0].stderr == runs[1].stderr
     shutil.rmtree(tmp_path / "xdg")
+
+
+# --- the composed cluster schema (config/schema.py) -----------------------------------------------
+
+
+@pytest.fixture
+def fresh_schema() -> object:
+    from hkgen.config import schema as schema_module
+
+    schema_module.cluster_schema.cache_clear()
+    yield schema_module
+    schema_module.cluster_schema.cache_clear()
+
+
+def _catalogue_must_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hkgen.config import catalogue
+
+    def boom(*_args: object) -> object:
+        raise AssertionError("the catalogue was loaded")
+
+    monkeypatch.setattr(catalogue, "load_catalogue", boom)
+
+
+def test_the_composed_schema_is_cached_and_equal(cache: Path, fresh_schema: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    module = fresh_schema
+    composed = module.cluster_schema()
+    module.cluster_schema.cache_clear()
+    with monkeypatch.context() as m:
+        _catalogue_must_not_load(m)
+        assert module.cluster_schema() == composed
+    resources._CACHE.clear()
+    module.cluster_schema.cache_clear()
+    assert module.cluster_schema() == composed  # library use composes it: the same schema
+
+
+@pytest.mark.parametrize("what", ["apps", "core schema", "code"])
+def test_the_composed_schema_misses_when_an_input_changes(cache: Path, fresh_schema: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    module = fresh_schema
+    module.cluster_schema()
+    module.cluster_schema.cache_clear()
+    if what == "apps":
+        monkeypatch.setattr(module, "apps_key", lambda: "another catalogue")
+    elif what == "core schema":
+        schemas = tmp_path / "schemas"
+        schemas.mkdir()
+        real = module.data_dir
+        text = (real("schemas") / "cluster.schema.json").read_text()
+        (schemas / "cluster.schema.json").write_text(text.replace('"description": "', '"description": "Changed. ', 1))
+        monkeypatch.setattr(module, "data_dir", lambda folder: schemas if folder == "schemas" else real(folder))
+    else:
+        monkeypatch.setattr(fingerprint, "code_hash", lambda: "another hkgen")
+    _catalogue_must_not_load(monkeypatch)
+    with pytest.raises(AssertionError, match="the catalogue was loaded"):
+        module.cluster_schema()

@@ -37,7 +37,6 @@ __all__ = [
     "Volume",
     "Workload",
     "app_workloads",
-    "catalogue_key",
     "holds",
     "load_catalogue",
     "resolve",
@@ -227,8 +226,6 @@ def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
     base = root or data_dir("apps")
     cached = _cache_file(base) if root is None else None
     if cached is not None:
-        _OWN_KEY[:] = [cached.stem]
-    if cached is not None:
         try:
             found: dict[str, AppSpec] = pickle.loads(cached.read_bytes())  # noqa: S301 - hkgen's own cache
             with contextlib.suppress(OSError):
@@ -240,18 +237,6 @@ def load_catalogue(root: Path | None = None) -> dict[str, AppSpec]:
     if cached is not None:
         _store(cached, pickle.dumps(specs, protocol=pickle.HIGHEST_PROTOCOL))
     return specs
-
-
-# The digest of apps/ (see `_cache_file`) hkgen's own catalogue was loaded under in this process.
-_OWN_KEY: list[str] = []
-
-
-def catalogue_key() -> str | None:
-    """What hkgen's own catalogue, as this process loaded it, is keyed by (None without a cache folder):
-    caches of anything derived from the catalogue include it.
-    """
-    load_catalogue()
-    return _OWN_KEY[0] if _OWN_KEY else None
 
 
 def _cache_file(base: Path) -> Path | None:

@@ -10,8 +10,9 @@ produced is kept, never a problem: problems are always found (and worded, and lo
   ruamel.yaml). The name the file is shown under is not part of the key: it is not part of what
   a load produces (`Document.file` comes from the caller).
 - Value: marshal of (data, value positions, key positions).
-- hkgen's own data files (versions.yaml) go through `own_data`: the same key, the loaded data
-  alone as value, written at once (they hold nothing private).
+- hkgen's own data (versions.yaml, the composed cluster schema) goes through `own_data`: the
+  same key over the bytes it is made from, the data alone as value, written at once (it holds
+  nothing private).
 - Written only on request (`keep`), for documents `load_file` read in this process: the pipeline
   asks once a cluster validated without errors, so nothing that failed a check (a pasted private
   key, a secrets file not encrypted) is ever copied to the cache folder; decrypted secrets go

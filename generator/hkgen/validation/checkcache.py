@@ -8,7 +8,7 @@ costs none of those imports. What the rules see is the loaded document, the mode
 and the app catalogue; what they are is hkgen's code. Hence:
 
 - Key: sha256 of hkgen's code (`code_hash`: its source, versions.yaml and the Python version),
-  the digest of the app catalogue in use (`catalogue_key`), the loaded document exactly (the
+  the digest of the app catalogue folder (`schema.apps_key`), the loaded document exactly (the
   name it is shown under, its data and every value and key position: `repr` tells 1, 1.0 and
   true apart) and the data with the schema's defaults applied (the schema file is not part of
   hkgen's code). The model is a function of these.
@@ -38,14 +38,12 @@ _KIND = "checks"
 
 
 def checks_key(doc: Document, data: Any) -> str | None:
-    """The key of the rules' findings on `doc`, or None when there is no cache folder (or catalogue key)."""
-    from ..config.catalogue import catalogue_key
+    """The key of the rules' findings on `doc`, or None when there is no cache folder."""
+    from ..config.schema import apps_key
 
     if fingerprint.marker(_KIND, "") is None:
         return None
-    catalogue = catalogue_key()
-    if catalogue is None:
-        return None
+    catalogue = apps_key()
     digest = hashlib.sha256(f"cluster-rules\0{fingerprint.code_hash()}\0{catalogue}\0".encode())
     digest.update(repr((doc.file, doc.data, doc.values, doc.keys, data)).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()

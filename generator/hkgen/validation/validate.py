@@ -770,7 +770,6 @@ def starter_placeholders(cluster: Cluster) -> list[tuple[PathKey, str, str]]:
 
 def validate_document(doc: Document) -> Validation:
     """Schema-check `doc`, then (if it is well-formed) build the model and run the semantic checks."""
-    from ..config.catalogue import load_catalogue
     from ..config.schema import apply_defaults, cluster_schema, default_versions
 
     schema = cluster_schema()
@@ -786,7 +785,8 @@ def validate_document(doc: Document) -> Validation:
     if not clean:
         record_clean(key)
     data = apply_defaults(doc.data)
-    cluster = build_model(data, doc.file, default_versions(), list(load_catalogue()))
+    # The catalogue's apps are the schema's `apps` keys (the composed schema has one per app).
+    cluster = build_model(data, doc.file, default_versions(), list(schema["properties"]["apps"]["properties"]))
     from .checkcache import checked  # the rules' findings on an unchanged file are not sought again
 
     problems = checked(doc, data, _Checks(doc, data, cluster).run, lambda: _Checks(doc, data, cluster).machine())
