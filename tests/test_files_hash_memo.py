@@ -85,3 +85,10 @@ def test_a_folder_just_written_is_not_remembered(cache: Path, tree: Path, monkey
     (tree / "a.py").write_text("A = 10\n")  # now: inside the racy window
     assert fingerprint.files_hash(tree, (".py",)) == _plain(tree, (".py",))
     assert not (cache / "hashes").exists()
+
+
+def test_a_damaged_memo_is_not_believed(cache: Path, tree: Path) -> None:
+    digest = fingerprint.files_hash(tree, (".py",))
+    (memo,) = (cache / "hashes").iterdir()
+    memo.write_text(digest[:20])  # cut short
+    assert fingerprint.files_hash(tree, (".py",)) == digest

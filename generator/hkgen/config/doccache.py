@@ -22,6 +22,7 @@ produced is kept, never a problem: problems are always found (and worded, and lo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import marshal
 from collections.abc import Callable
@@ -63,7 +64,9 @@ def lookup(key: str | None) -> Loaded | None:
 def read(key: str | None, loaded: Loaded) -> None:
     """Note that `load_file` loaded `loaded` from a file with key `key` (the pipeline may `keep` it)."""
     if key is not None:
-        _READ[key] = marshal.dumps(loaded)
+        # Plain data only (the loader makes nothing else); anything marshal refuses is not cached.
+        with contextlib.suppress(ValueError):
+            _READ[key] = marshal.dumps(loaded)
 
 
 def keep() -> None:
