@@ -52,7 +52,10 @@ def display_name(path: Path) -> str:
 
 def validate_cluster(path: Path) -> tuple[Document, Validation]:
     """Load and validate; `ConfigError` for a file that cannot be loaded at all."""
+    from .config import doccache
+
     file = cluster_file_for(path)
+    doccache.forget()
     doc = load_file(file, display_name(file))
     result = validate_document(doc)
     if result.cluster is not None:
@@ -66,6 +69,8 @@ def validate_cluster(path: Path) -> tuple[Document, Validation]:
             problems = tuple(sorted({*result.problems, *extra}))
             broken = any(p.severity == "error" for p in extra)
             result = Validation(problems, None if broken else result.cluster)
+    # The cluster file and its secrets file, once clean, are read from the cache next time.
+    (doccache.forget if result.errors else doccache.keep)()
     return doc, result
 
 

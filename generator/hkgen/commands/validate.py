@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._common import cluster_paths, err, out
+
+if TYPE_CHECKING:
+    from ..validation.formats import FileResult
 
 NAME = "validate"
 HELP = "check cluster files: schema and cluster rules, all problems at once"
@@ -23,16 +27,18 @@ def run(args: argparse.Namespace) -> int:
     """Validate each cluster file; exit 1 if any has errors (warnings do not fail)."""
     from ..core.errors import ConfigError
     from ..pipeline import validate_cluster
-    from ..validation.formats import FileResult, github_line, json_document
 
     fmt = getattr(args, "format", "text")
+    if fmt != "text":  # the machine forms only: text is what pre-commit runs, on every commit
+        from ..validation.formats import FileResult, github_line, json_document
     status = 0
     results: list[FileResult] = []
     for path in cluster_paths(args.paths):
         try:
             doc, result = validate_cluster(path)
         except ConfigError as error:
-            results.append(FileResult(str(path), error.problems))
+            if fmt == "json":
+                results.append(FileResult(str(path), error.problems))
             if fmt == "text":
                 for line in error.lines():
                     out(line)
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         shown = [p for p in result.problems if p.severity == "error" or not args.quiet]
-        results.append(FileResult(doc.file, shown))
+        if fmt == "json":
+            results.append(FileResult(doc.file, shown))
         if fmt != "json":
             for problem in shown:
                 out(problem.format() if fmt == "text" else github_line(problem))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, Problem, UsageError, shown
-from .yaml12 import resolve_plain
 
 __all__ = [
     "Document",
@@ -142,7 +141,15 @@ def load_file(path: Path, display: str | None = None) -> Document:
         raise ConfigError([Problem(name, 0, 0, "$", f"cannot read file: {err.strerror or err}")]) from err
     if len(raw) > MAX_BYTES:
         raise ConfigError([Problem(name, 0, 0, "$", f"file is larger than {MAX_BYTES} bytes")])
-    return load_bytes(raw, name)
+    from . import doccache  # a file that loaded and validated cleanly before is not parsed again
+
+    key = doccache.document_key(raw)
+    hit = doccache.lookup(key)
+    if hit is not None:
+        return Document(name, *hit)
+    doc = load_bytes(raw, name)
+    doccache.read(key, (doc.data, doc.values, doc.keys))
+    return doc
 
 
 def load_bytes(raw: bytes, name: str) -> Document:
@@ -526,6 +533,8 @@ class _Builder:
         if tag == "!":
             return f"{_CORE}str"  # the non-specific tag: a string, whatever it looks like
         if tag is None:
+            from .yaml12 import resolve_plain  # parsing only: a cached document needs no resolver
+
             return resolve_plain(event.value, tuple(event.implicit))
         return str(tag)
 

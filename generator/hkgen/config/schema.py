@@ -13,28 +13,58 @@ from functools import cache
 from typing import Any
 
 from ..core.resources import data_dir, package_dir
-from .catalogue import load_catalogue, settings_schema
 
 # versions.yaml groups cluster.yaml cannot override: versions that go with checksums.
 PINNED_GROUPS = frozenset({"engines"})
 
-__all__ = ["PINNED_GROUPS", "apply_defaults", "cluster_schema", "composed_schema_text", "default_versions"]
+__all__ = ["PINNED_GROUPS", "apply_defaults", "apps_key", "cluster_schema", "composed_schema_text", "default_versions"]
 
 
 @cache
 def default_versions() -> dict[str, dict[str, str]]:
     """hkgen's pinned chart and image versions (versions.yaml), as strings."""
+    from .doccache import own_data
     from .load import load_generated
 
-    # libyaml, as for cluster.yaml itself: `hkgen validate` does not import ruamel at all.
+    # libyaml, as for cluster.yaml itself: `hkgen validate` does not import ruamel at all (nor
+    # PyYAML, once the loaded file is cached).
     path = package_dir() / "versions.yaml"
-    data = load_generated(path.read_text("utf-8"), str(path)).data
+    data = own_data(path.read_bytes(), lambda: load_generated(path.read_text("utf-8"), str(path)).data)
     return {group: {k: str(v) for k, v in pins.items()} for group, pins in data.items()}
 
 
 @cache
+def apps_key() -> str:
+    """sha256 of hkgen's app catalogue folder (every file's name and bytes), once per process: the
+    key caches of what the catalogue shapes include (with `code_hash` for hkgen's own code).
+    """
+    from ..core.fingerprint import files_hash
+
+    return files_hash(data_dir("apps"))
+
+
+@cache
 def cluster_schema() -> dict[str, Any]:
-    """The full cluster schema: core + app settings + version override keys."""
+    """The full cluster schema: core + app settings + version override keys.
+
+    Kept composed in the cache folder (`doccache.own_data`), keyed by the core schema file's bytes
+    and `apps_key` (versions.yaml is part of hkgen's code): validate of an unchanged file then
+    loads no app catalogue at all.
+    """
+    from ..core.resources import cache_dir
+    from .doccache import own_data
+
+    path = data_dir("schemas") / "cluster.schema.json"
+    if cache_dir() is None:  # library use: no cache folder
+        return _composed()
+    composed: dict[str, Any] = own_data(b"composed cluster schema\0" + apps_key().encode() + b"\0"
+                                        + path.read_bytes(), _composed)
+    return composed
+
+
+def _composed() -> dict[str, Any]:
+    from .catalogue import load_catalogue, settings_schema
+
     schema: dict[str, Any] = json.loads((data_dir("schemas") / "cluster.schema.json").read_text("utf-8"))
     apps = schema["properties"]["apps"]
     apps["properties"] = {name: settings_schema(spec) for name, spec in sorted(load_catalogue().items())}

@@ -21,7 +21,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config.catalogue import CUSTOM_NAMESPACE
 from ..config.load import Document
 from ..config.model import Cluster
 from ..config.secrets import key_for
@@ -50,6 +49,8 @@ def _custom_app_folder(folder: Path) -> bool:
     """Whether the last render wrote `folder` for a custom app: its kustomization puts everything in
     the custom apps' namespace (catalogue apps and hkgen's own components name theirs).
     """
+    from ..config.catalogue import CUSTOM_NAMESPACE  # only a rendered tree needs the catalogue
+
     try:
         found = _NAMESPACE.search((folder / "kustomization.yaml").read_text("utf-8"))
     except (OSError, UnicodeDecodeError):
@@ -145,7 +146,10 @@ def day2_problems(cluster: Cluster, cluster_dir: Path, doc: Document) -> list[Pr
             "convenient, or add the name to your router's DNS", severity="warning"))
     apps = {p.split("/")[1] for p in rendered if p.startswith("apps/") and p.count("/") >= 2}
     custom = {a.name: a for a in cluster.custom_apps}
-    orphan_apps = sorted(a for a in apps - set(custom) if _custom_app_folder(cluster_dir / "apps" / a))
+    # Read the last render's app folders only when a new custom app keeps data (all they can change).
+    new_with_data = any(app.name not in apps and app.storage_gib for app in cluster.custom_apps)
+    orphan_apps = sorted(a for a in apps - set(custom)
+                         if new_with_data and _custom_app_folder(cluster_dir / "apps" / a))
     for i, app in enumerate(cluster.custom_apps):
         if app.name not in apps and orphan_apps and app.storage_gib:
             problems.append(doc.problem(

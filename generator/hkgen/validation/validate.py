@@ -7,7 +7,6 @@ of failure, for instance) are reported too but do not make the file invalid.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -121,6 +120,8 @@ def _type_of(value: Any) -> str:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only a problem needs a suggestion
+
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"did you mean {shown(match[0])}?" if match else ""
 
@@ -706,6 +707,11 @@ class _Checks:
                 self.err(path, f"{w.name} requests {w.memory_mib} MiB, more than any node can give ({biggest} MiB)",
                          "lower its memoryMiB or add a node with more memory", key=w.app not in custom)
 
+    def machine(self) -> list[Problem]:
+        """The rules that read this machine rather than the file (the tz database): run alone."""
+        self.timezone()
+        return self.out
+
     def timezone(self) -> None:
         import zoneinfo
 
@@ -768,7 +774,6 @@ def starter_placeholders(cluster: Cluster) -> list[tuple[PathKey, str, str]]:
 
 def validate_document(doc: Document) -> Validation:
     """Schema-check `doc`, then (if it is well-formed) build the model and run the semantic checks."""
-    from ..config.catalogue import load_catalogue
     from ..config.schema import apply_defaults, cluster_schema, default_versions
 
     schema = cluster_schema()
@@ -784,7 +789,10 @@ def validate_document(doc: Document) -> Validation:
     if not clean:
         record_clean(key)
     data = apply_defaults(doc.data)
-    cluster = build_model(data, doc.file, default_versions(), list(load_catalogue()))
-    problems = _Checks(doc, data, cluster).run()
+    # The catalogue's apps are the schema's `apps` keys (the composed schema has one per app).
+    cluster = build_model(data, doc.file, default_versions(), list(schema["properties"]["apps"]["properties"]))
+    from .checkcache import checked  # the rules' findings on an unchanged file are not sought again
+
+    problems = checked(doc, data, _Checks(doc, data, cluster).run, lambda: _Checks(doc, data, cluster).machine())
     valid = not any(p.severity == "error" for p in problems)
     return Validation(tuple(sorted(set(problems))), cluster if valid else None)
