@@ -333,6 +333,29 @@ def _objects(blueprint: Blueprint, tree: Rendered, built: list[Built], sources: 
                 yield doc, None, path
 
 
+# validate_object's results for the objects `prepare` checked ahead: (minor, canonical JSON) -> result.
+_EARLY: dict[tuple[str, str], tuple[bool, list[tuple[tuple[str | int, ...], str]]]] = {}
+
+
+def prepare(blueprint: Blueprint, tree: Rendered) -> None:
+    """The share of `check` that needs no kustomize output, done while kustomize builds: the
+    validators and schemas, and the objects of files no root covers (`check` finds them again).
+    """
+    minor = blueprint.cluster.kubernetes_minor
+    if _k8s_dir(minor) is None:
+        return
+    _metadata_validator(minor)
+    sources = _Sources(blueprint, tree)
+    for doc, _root, _file in _objects(blueprint, tree, [], sources):
+        if isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str):
+            _EARLY[(minor, json.dumps(doc, sort_keys=True))] = validate_object(doc, minor)
+
+
+def _validated(doc: dict[str, Any], minor: str, early: bool) -> tuple[bool, list[tuple[tuple[str | int, ...], str]]]:
+    found = _EARLY.get((minor, json.dumps(doc, sort_keys=True))) if early else None
+    return found if found is not None else validate_object(doc, minor)
+
+
 def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Problem]:
     """Schema and substitution problems of every object in the rendered tree."""
     from ..areas.gitops import SUBSTITUTED_FOLDERS
@@ -358,7 +381,7 @@ def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Prob
         if not isinstance(doc.get("apiVersion"), str) or not isinstance(doc.get("kind"), str):
             findings.append(((), "not a Kubernetes object: apiVersion and kind are required"))
         else:
-            has_schema, errors = validate_object(doc, minor)
+            has_schema, errors = _validated(doc, minor, early=file is not None)
             if not has_schema:
                 group, _version = _split(doc["apiVersion"])
                 where = (f"the Kubernetes {minor} schemas" if _is_core(group)

@@ -218,10 +218,14 @@ def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list
     return built, problems
 
 
-def _checker(name: str) -> Checker:
+def _module(name: str) -> Any:
     import importlib
 
-    checker: Checker = importlib.import_module(f"{__package__}.{name}").check
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def _checker(name: str) -> Checker:
+    checker: Checker = _module(name).check
     return checker
 
 
@@ -246,13 +250,21 @@ def verify(blueprint: Blueprint, tree: Rendered) -> list[Built]:
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hkgen-build") as background:
             builds = background.submit(build_roots, blueprint, tree)
+            # While kustomize builds (other processes), this thread does every check that does
+            # not need their output: reparse, the tree checkers, and the build checkers' share
+            # that reads the tree alone (`prepare`: imports, validators, files no root covers).
             problems = reparse(blueprint, tree)
+            from_tree = _tree_checks(blueprint, tree) if child is None else []
+            for name in BUILD_CHECKERS:
+                prepare = getattr(_module(name), "prepare", None)
+                if prepare is not None:
+                    prepare(blueprint, tree)
             built, build_problems = builds.result()
         problems.extend(build_problems)
         from_builds: list[Problem] = []
         for name in BUILD_CHECKERS:
             from_builds.extend(_checker(name)(blueprint, tree, built))
-        problems.extend(child.result() if child is not None else _tree_checks(blueprint, tree))
+        problems.extend(child.result() if child is not None else from_tree)
         problems.extend(from_builds)
     except BaseException:
         if child is not None:
