@@ -198,12 +198,12 @@ class _Sources:
         import yaml
 
         from ..config.load import load_generated_all
-        from .tree import _ambiguity, _plain_scalars
+        from .tree import _plain_ambiguities
 
         text = self.tree[path].decode("utf-8")
         try:
-            roots = yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            if not any(_ambiguity(n.tag, n.value) for root in roots for n in _plain_scalars(root)):
+            events = yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            if next(_plain_ambiguities(events), None) is None:
                 return [d for d in load_generated_all(text) if isinstance(d, dict)]
         except yaml.YAMLError:
             pass
