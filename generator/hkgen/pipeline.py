@@ -111,7 +111,7 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     found = reuse(key, file.parent)
     blueprint: Blueprint | None = None
     if found is not None:
-        say("the tree on disk is what this render produces")
+        say("rendering: not needed, the files on disk are what this render produces")
         tree, listed = found.tree, found.files
     else:
         from .areas.blueprint import build_blueprint
