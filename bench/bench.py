@@ -10,9 +10,11 @@ moment of a shared machine hits both sides. Yardsticks:
 - validate: `python -I -c "import ruamel.yaml, jinja2"` (the interpreter and the YAML/Jinja
   imports any Python tool of this kind pays);
 - render --check: a sequential `kustomize build` (as hkgen runs it) of the roots hkgen builds (the
-  top roots), and separately of all roots; cold = hkgen's verification cache emptied first;
+  top roots), and separately of all roots; cold = hkgen's verification and render caches emptied
+  first;
 - clean render: the write floor, the same files (bytes, modes, folders) written by plain Python
-  from a blob in a fresh interpreter; the verification cache is emptied before each clean render;
+  from a blob in a fresh interpreter; the verification and render caches are emptied before each
+  clean render;
 - no-op re-render (tree current, caches warm): the clean render.
 Every run is a real process (interpreter start included); peak RSS comes from wait4(). hkgen's
 bytecode and its cache folder live in the temporary folder, as in an installed hkgen.
@@ -268,7 +270,10 @@ def clean_tree(cluster_dir: Path) -> None:
 
 
 def forget_verification(cache: Path) -> None:
-    shutil.rmtree(cache / "hkgen" / "verified", ignore_errors=True)
+    """Empty the caches of this tree: verification verdicts and the render cache (a cold run renders
+    and verifies for real; only the compiled templates, keyed by hkgen's code, stay)."""
+    for kind in ("verified", "rendered"):
+        shutil.rmtree(cache / "hkgen" / kind, ignore_errors=True)
 
 
 def measure(cdir: Path, work: Path, cache: Path, pairs: int) -> dict[str, Any]:

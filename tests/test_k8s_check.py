@@ -158,6 +158,22 @@ def test_check_names_file_template_and_line(cluster: Cluster) -> None:
     assert len(lines) == 5, lines
 
 
+def test_prepare_ahead_of_the_builds_finds_the_same_problems(cluster: Cluster,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # verify runs `prepare` while kustomize builds; `check` must then report exactly what it
+    # reports alone, and must use what prepare validated (not validate those objects again).
+    flux = ("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: k\n"
+            "spec:\n  prune: true\n")
+    plan, tree = _plan(cluster, {"flux/layers.yaml": flux, "flux/ok.yaml": flux.replace("name: k", "name: j")})
+    monkeypatch.setattr(k8s_check, "_EARLY", {})
+    alone = k8s_check.check(plan, tree, [])
+    assert len(alone) == 4, alone  # interval and sourceRef, for each of the two objects
+    k8s_check.prepare(plan, tree)
+    assert len(k8s_check._EARLY) == 2
+    monkeypatch.setattr(k8s_check, "validate_object", lambda doc, minor: pytest.fail(f"validated again: {doc}"))
+    assert k8s_check.check(plan, tree, []) == alone
+
+
 def test_unknown_kind_in_the_tree_is_an_error(cluster: Cluster) -> None:
     doc = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     plan, tree = _plan(cluster, {"apps/w/w.yaml": json.dumps(doc)})

@@ -7,6 +7,7 @@ or the other; hkgen's own loader must read the writer's output back too.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from typing import Any
@@ -157,7 +158,10 @@ def test_floats_round_trip_exactly() -> None:
 _ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12) | st.sampled_from(
     ["on", "1:20", "- a", "a: b", "#x", "a #b", "'x", "it's", "?x", "? x", ":x", "::1", "x:", "---x", "...",
      "y", "~", "null", "1.5", "0o17", " x", "x ", "", "-", "dc:a6:32:00:00:01", "fe80::1/64", "a" * 101]
-)
+) | st.sampled_from(  # values the fast writer takes up to its value limit: long, quoted, escaped
+    ["the primary's disk: full", 'say "hi": it\'s \\ fine', "x: 'y'", "it's", "a 'b' c #d",
+     "word " * 199 + "it's: x", "word " * 201 + ": y", "w" * 999 + "'", "sum(rate(x{a=\"b\"}[5m])) > 0: it's"]
+) | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=95, max_size=1100)
 _PLAIN_DATA = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _ASCII | ANY_TEXT,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_ASCII, children, max_size=4),
@@ -192,3 +196,18 @@ def test_fast_writer_takes_network_and_launch_configs() -> None:
     for data in (network, launch):
         assert _fast_dump(data) is not None
         assert dump(data) == _ruamel_dump(data)
+
+
+def test_fast_writer_takes_alert_rules() -> None:
+    # Alert rules hold long expressions and descriptions with ': ' and apostrophes (double-quoted
+    # by ruamel): the fast writer takes them, byte-identical, up to its value limit.
+    expr = 'sum(rate(cnpg_pg_stat_archiver_failed_count{namespace="db"}[5m])) > 0'
+    rule = {"alert": "WalArchivingFails", "expr": expr, "for": "10m", "labels": {"severity": "warning"},
+            "annotations": {"summary": "WAL files are not reaching the S3 target",
+                            "description": "WAL files are not reaching the S3 target: point-in-time recovery falls "
+                                           "behind and the primary's disk fills. " * 3}}
+    data = {"groups": [{"name": "hkgen", "rules": [rule, copy.deepcopy(rule)]}]}  # no shared objects
+    assert _fast_dump(data) is not None
+    assert dump(data) == _ruamel_dump(data)
+    too_long = {"a": "word " * 201}
+    assert _fast_dump(too_long) is None and dump(too_long) == _ruamel_dump(too_long)

@@ -7,7 +7,8 @@ module and this one only wires them, so every command runs the same stages the s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -80,9 +81,20 @@ class Rendering:
 
     root: Path
     validation: Validation
-    blueprint: Blueprint
     tree: Rendered
     modes: dict[PurePosixPath, int]
+    # None when the render cache found the tree on disk: the blueprint is then laid out on demand.
+    laid_out: Blueprint | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def blueprint(self) -> Blueprint:
+        """The blueprint the tree was rendered from."""
+        if self.laid_out is not None:
+            return self.laid_out
+        from .areas.blueprint import build_blueprint
+
+        assert self.validation.cluster is not None  # noqa: S101 - a Rendering holds a valid cluster
+        return build_blueprint(self.validation.cluster)
 
 
 def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str], None] | None = None) -> Rendering:
@@ -91,29 +103,45 @@ def render_cluster(path: Path, *, verify: bool = True, progress: Callable[[str],
     `progress` (if given) hears the name of each stage as it starts: the CLI shows it on a
     terminal, since a large cluster takes seconds.
     """
-    from .areas.blueprint import build_blueprint
-    from .render.jinja import render_blueprint
-    from .verify.tree import verify as verify_tree
-
     say = progress or (lambda _stage: None)
     file = cluster_file_for(path)
     say(f"validating {file}")
     _doc, validation = validate_cluster(file)
-    if validation.errors or validation.cluster is None:
+    cluster = validation.cluster
+    if validation.errors or cluster is None:
         raise ConfigError(validation.problems)
-    say(f"laying out the blueprint of {len(validation.cluster.nodes)} nodes")
-    blueprint = build_blueprint(validation.cluster)
-    say(f"rendering {len(blueprint.files)} files")
-    tree = render_blueprint(blueprint)
-    if verify:
-        from .verify.cache import known_verified, record_verified, tree_key
+    from .output.rendercache import remember_render, render_key, reuse
 
-        key = tree_key(blueprint, tree)
-        if known_verified(key):
+    key = render_key(cluster, (file, file.parent / cluster.secrets_file))
+    found = reuse(key, file.parent)
+    blueprint: Blueprint | None = None
+    if found is not None:
+        say("rendering: not needed, the files on disk are what this render produces")
+        tree, listed = found.tree, found.files
+    else:
+        from .areas.blueprint import build_blueprint
+        from .render.jinja import render_blueprint
+
+        say(f"laying out the blueprint of {len(cluster.nodes)} nodes")
+        blueprint = build_blueprint(cluster)
+        say(f"rendering {len(blueprint.files)} files")
+        tree = render_blueprint(blueprint)
+        listed = tuple((str(f.path), f.template, f.format, f.mode) for f in blueprint.files)
+    if verify:
+        from .verify.cache import files_key, known_verified, record_verified
+
+        verified = files_key(cluster, ((p, t, f) for p, t, f, _m in listed), tree)
+        if known_verified(verified):
             say("verified before: the same files, hkgen and tools")
         else:
+            from .areas.blueprint import build_blueprint
+            from .verify.tree import verify as verify_tree
+
             say("verifying: YAML 1.1/1.2, kustomize builds, schemas")
+            blueprint = blueprint or build_blueprint(cluster)
             verify_tree(blueprint, tree)
-            record_verified(key)
-    modes = {f.path: f.mode for f in blueprint.files}
-    return Rendering(file.parent, validation, blueprint, tree, modes)
+            record_verified(verified)
+    if found is None:
+        remember_render(key, listed, tree)
+    modes = {PurePosixPath(p): m for p, _t, _f, m in listed}
+    return Rendering(file.parent, validation, tree, modes, blueprint)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 from functools import cache
@@ -86,16 +87,23 @@ def dist_version(name: str) -> str:
 
     importlib.metadata would cost more than a cache hit saves. "" when it is not installed.
     """
-    prefix = name.replace("-", "_").lower() + "-"
+    wanted = _normalised(name)
     for entry in sys.path:
         try:
             listing = os.listdir(entry or ".")  # noqa: PTH208 - names only, for one prefix test
         except OSError:
             continue
         for item in listing:
-            if item.lower().startswith(prefix) and item.endswith(".dist-info"):
-                return item[len(prefix):-len(".dist-info")]
+            if item.endswith(".dist-info"):
+                # `ruamel.yaml` installs as ruamel_yaml-0.19.1.dist-info: compare normalised names.
+                project, _, version = item[: -len(".dist-info")].partition("-")
+                if _normalised(project) == wanted:
+                    return version
     return ""
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def marker(kind: str, key: str) -> Path | None:
@@ -109,8 +117,8 @@ def marker(kind: str, key: str) -> Path | None:
 _KEEP = 256  # markers kept per kind: every edit of cluster.yaml adds one
 
 
-def remember(kind: str, key: str, content: bytes = b"") -> None:
-    """Record verdict `key` (atomically; a read-only cache folder is no error)."""
+def remember(kind: str, key: str, content: bytes = b"", keep: int = _KEEP) -> None:
+    """Record verdict `key` (atomically; a read-only cache folder is no error); keep the newest `keep`."""
     path = marker(kind, key)
     if path is None:
         return
@@ -120,9 +128,9 @@ def remember(kind: str, key: str, content: bytes = b"") -> None:
         tmp.write_bytes(content)
         tmp.replace(path)
         entries = list(path.parent.iterdir())
-        if len(entries) > _KEEP:
+        if len(entries) > keep:
             entries.sort(key=lambda p: p.stat().st_mtime)
-            for old in entries[: len(entries) - _KEEP]:
+            for old in entries[: len(entries) - keep]:
                 old.unlink(missing_ok=True)
     except OSError:
         pass

@@ -108,6 +108,10 @@ def dump(data: Any) -> str:
 # comments-carrying round-trip types, a top-level scalar) returns None: ruamel writes it.
 
 _FAST_STR_MAX = 100  # ruamel writes keys of 128+ characters as complex keys and wraps at `width`
+# Values may be longer (alert rules' expressions and descriptions): ruamel only folds a line past
+# `width` (4096), which `_fast_dump` makes sure no line reaches.
+_FAST_VALUE_MAX = 1000
+_FAST_LINE_MAX = 4000
 _FAST_TEXT = re.compile(r"[\x20-\x7e]*")
 _INDICATOR_FIRST = frozenset("#,[]{}&*!|>'\"%@`")
 
@@ -127,6 +131,8 @@ def _fast_dump(data: Any) -> str | None:
         else:
             _fast_sequence(data, 2, lines) if data else lines.append("[]")
     except _Unsupported:
+        return None
+    if any(len(line) > _FAST_LINE_MAX for line in lines):
         return None
     return "\n".join(lines) + "\n"
 
@@ -170,7 +176,7 @@ def _fast_sequence(data: list[Any], indent: int, lines: list[str]) -> None:
 def _fast_scalar(value: Any) -> str:
     kind = type(value)
     if kind is str:
-        return _fast_str(value)
+        return _fast_str(value, _FAST_VALUE_MAX)
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
@@ -187,16 +193,18 @@ def _fast_scalar(value: Any) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _fast_str(text: str) -> str:
-    """`text` as ruamel writes it with `_style_for`'s choice, for short single-line ASCII text."""
-    if len(text) > _FAST_STR_MAX or not _FAST_TEXT.fullmatch(text):
+def _fast_str(text: str, limit: int = _FAST_STR_MAX) -> str:
+    """`text` as ruamel writes it with `_style_for`'s choice, for single-line ASCII text of at
+    most `limit` characters (a key's limit unless told).
+    """
+    if len(text) > limit or not _FAST_TEXT.fullmatch(text):
         raise _Unsupported
     if text == "" or needs_quotes(text):
         return "'" + text.replace("'", "''") + "'"
     if _plain_allowed(text):
         return text
-    if "'" in text:
-        raise _Unsupported  # ruamel prefers double quotes here
+    if "'" in text:  # ruamel prefers double quotes here (emitter.choose_scalar_style)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return "'" + text + "'"
 
 

@@ -255,7 +255,8 @@ def plan_changes(root: Path, tree: Rendered, *, force: bool = False, read_only: 
                 report.changes.append(Change(rel, "created", None, new))
             continue
         if old == new:
-            report.changes.append(Change(rel, "unchanged", old, new))
+            # `new` for both: the bytes read from disk are freed (a 1,000-node tree is 58 MB).
+            report.changes.append(Change(rel, "unchanged", new, new))
             continue
         if not force:
             if not ours:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from functools import cache
 
 from ..areas.parts import Blueprint
+from ..config.model import Cluster
 from ..core.fingerprint import code_hash, dist_version, files_hash, marker, remember
 from ..core.resources import data_dir
 from ..render.jinja import Rendered
 
-__all__ = ["known_verified", "record_verified", "tree_key"]
+__all__ = ["files_key", "known_verified", "record_verified", "tree_key"]
 
 _KIND = "verified"
 
@@ -39,12 +41,19 @@ def _tools() -> str:
 
 def tree_key(blueprint: Blueprint, tree: Rendered) -> str | None:
     """The verification key of `tree`, or None when no cache folder is in use."""
+    return files_key(blueprint.cluster, ((str(f.path), f.template, f.format) for f in blueprint.files), tree)
+
+
+def files_key(cluster: Cluster, files: Iterable[tuple[str, str, str]], tree: Rendered) -> str | None:
+    """`tree_key` from the blueprint's parts: the cluster and its files' (path, template, format),
+    in blueprint order (what the render cache keeps of a blueprint).
+    """
     if marker(_KIND, "") is None:
         return None
     digest = hashlib.sha256(f"verified\0{code_hash()}\0{_tools()}\0".encode())
-    digest.update(repr(blueprint.cluster).encode("utf-8", "surrogatepass"))
-    for item in blueprint.files:
-        digest.update(f"\0{item.path}\0{item.template}\0{item.format}".encode("utf-8", "surrogatepass"))
+    digest.update(repr(cluster).encode("utf-8", "surrogatepass"))
+    for name, template, fmt in files:
+        digest.update(f"\0{name}\0{template}\0{fmt}".encode("utf-8", "surrogatepass"))
     for path in sorted(tree):
         data = tree[path]
         digest.update(f"\0{path}\0{len(data)}\0".encode("utf-8", "surrogatepass"))

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 SEED_FILES = ("user-data", "network-config", "meta-data", "cmdline.txt")
+# Every seed file is checked on its own: verify may give parts of a large tree to two processes.
+PER_FILE = True
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 MAX_CMDLINE = 2048  # COMMAND_LINE_SIZE of arm64 kernels
 

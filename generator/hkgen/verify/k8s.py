@@ -51,9 +51,15 @@ def _split(api_version: str) -> tuple[str, str]:
 
 @cache
 def _k8s_dir(minor: str) -> Path | None:
-    from importlib.resources import files
+    from importlib.util import find_spec
 
-    base = Path(str(files("kubernetes_validate"))) / "kubernetes-json-schema" / f"v{minor}.0-local-strict"
+    # The package's folder without importing it: importing kubernetes_validate imports its
+    # validation helpers (about 0.1 s) and hkgen only reads its schema files.
+    spec = find_spec("kubernetes_validate")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders:
+        return None
+    base = Path(folders[0]) / "kubernetes-json-schema" / f"v{minor}.0-local-strict"
     return base if base.is_dir() else None
 
 
@@ -182,6 +188,27 @@ class _Sources:
         self.formats = {f.path: f.format for f in blueprint.files}
         self._docs: dict[PurePosixPath, list[Any]] | None = None
 
+    def plain(self, path: PurePosixPath) -> list[Any]:
+        """The documents of a rendered file as YAML 1.2 reads them, as plain data.
+
+        libyaml (C) reads them when no plain scalar means something else in YAML 1.1 than in 1.2
+        (the check verify.reparse makes), which is every file hkgen renders; otherwise, and for
+        a file libyaml refuses, ruamel's YAML 1.2 reader decides, as Flux would read it.
+        """
+        import yaml
+
+        from ..config.load import load_generated_all
+        from .tree import _plain_ambiguities
+
+        text = self.tree[path].decode("utf-8")
+        try:
+            events = yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            if next(_plain_ambiguities(events), None) is None:
+                return [d for d in load_generated_all(text) if isinstance(d, dict)]
+        except yaml.YAMLError:
+            pass
+        return [json.loads(json.dumps(d)) for d in self.docs(path)]
+
     def docs(self, path: PurePosixPath) -> list[Any]:
         if self._docs is None:
             self._docs = {}
@@ -299,9 +326,34 @@ def _objects(blueprint: Blueprint, tree: Rendered, built: list[Built], sources: 
             continue
         if b"apiVersion" not in tree[path] or b"kind" not in tree[path]:
             continue  # not a Kubernetes manifest (a seed's network-config, meta-data): no need to parse it
-        for node in sources.docs(path):
-            if "apiVersion" in node and "kind" in node:
-                yield json.loads(json.dumps(node)), None, path
+        # Plain data from libyaml (verify.reparse proves every plain scalar reads the same in YAML
+        # 1.1 and 1.2); the ruamel round trip with positions is only loaded for a problem to locate.
+        for doc in sources.plain(path):
+            if "apiVersion" in doc and "kind" in doc:
+                yield doc, None, path
+
+
+# validate_object's results for the objects `prepare` checked ahead: (minor, canonical JSON) -> result.
+_EARLY: dict[tuple[str, str], tuple[bool, list[tuple[tuple[str | int, ...], str]]]] = {}
+
+
+def prepare(blueprint: Blueprint, tree: Rendered) -> None:
+    """The share of `check` that needs no kustomize output, done while kustomize builds: the
+    validators and schemas, and the objects of files no root covers (`check` finds them again).
+    """
+    minor = blueprint.cluster.kubernetes_minor
+    if _k8s_dir(minor) is None:
+        return
+    _metadata_validator(minor)
+    sources = _Sources(blueprint, tree)
+    for doc, _root, _file in _objects(blueprint, tree, [], sources):
+        if isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str):
+            _EARLY[(minor, json.dumps(doc, sort_keys=True))] = validate_object(doc, minor)
+
+
+def _validated(doc: dict[str, Any], minor: str, early: bool) -> tuple[bool, list[tuple[tuple[str | int, ...], str]]]:
+    found = _EARLY.get((minor, json.dumps(doc, sort_keys=True))) if early else None
+    return found if found is not None else validate_object(doc, minor)
 
 
 def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Problem]:
@@ -329,7 +381,7 @@ def check(blueprint: Blueprint, tree: Rendered, built: list[Built]) -> list[Prob
         if not isinstance(doc.get("apiVersion"), str) or not isinstance(doc.get("kind"), str):
             findings.append(((), "not a Kubernetes object: apiVersion and kind are required"))
         else:
-            has_schema, errors = validate_object(doc, minor)
+            has_schema, errors = _validated(doc, minor, early=file is not None)
             if not has_schema:
                 group, _version = _split(doc["apiVersion"])
                 where = (f"the Kubernetes {minor} schemas" if _is_core(group)
