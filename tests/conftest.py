@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -235,3 +235,37 @@ case $1 in
 esac
 exit 0
 """
+
+
+@pytest.fixture
+def hkgen_cache(tmp_path: Path) -> Iterator[Path]:
+    """hkgen's cache folder (as the CLI sets it) in tmp, with the in-process document memory empty
+    before and after: for tests of the caches that live there."""
+    from hkgen.config import doccache
+    from hkgen.core import resources
+
+    folder = tmp_path / "cache"
+    resources.set_cache_dir(folder)
+    doccache.forget()
+    yield folder
+    resources._CACHE.clear()
+    doccache.forget()
+
+
+def formatted_problems(path: Path) -> list[str]:
+    """What `hkgen validate` would print for the cluster folder (or file) `path`, line by line."""
+    from hkgen.pipeline import validate_cluster
+
+    _doc, result = validate_cluster(path)
+    return [p.format() for p in result.problems]
+
+
+@pytest.fixture(scope="session")
+def home_model() -> Any:
+    """The reference cluster's validated model (`hkgen.config.model.Cluster`), read once."""
+    from hkgen.config.load import load_text
+    from hkgen.validation.validate import validate_document
+
+    result = validate_document(load_text((HOME_CLUSTER / "cluster.yaml").read_text(), "cluster.yaml"))
+    assert result.cluster is not None
+    return result.cluster

@@ -9,29 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from hkgen.config import doccache
+from conftest import formatted_problems
 from hkgen.config import schema as schema_module
 from hkgen.config.load import load_file
 from hkgen.config.schema import apply_defaults
 from hkgen.core import fingerprint, resources
-from hkgen.pipeline import validate_cluster
 from hkgen.validation import checkcache
 from hkgen.validation import validate as validate_module
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> object:
-    folder = tmp_path / "cache"
-    resources.set_cache_dir(folder)
-    doccache.forget()
-    yield folder
-    resources._CACHE.clear()
-    doccache.forget()
-
-
-def _formatted(path: Path) -> list[str]:
-    _doc, result = validate_cluster(path)
-    return [p.format() for p in result.problems]
+def cache(hkgen_cache: Path) -> Path:
+    return hkgen_cache
 
 
 def _entries(cache: Path) -> list[Path]:
@@ -58,34 +47,34 @@ def _warned(home: Path) -> None:
 
 def test_findings_are_reused_and_read_the_same(cache: Path, home_copy: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    first = _formatted(home_copy)
+    first = formatted_problems(home_copy)
     assert first and all(": warning: " in line for line in first)
     assert len(_entries(cache)) == 1
     _rules_must_not_run(monkeypatch)
-    assert _formatted(home_copy) == first
+    assert formatted_problems(home_copy) == first
 
 
 def test_a_cold_run_and_a_hit_agree_with_library_use(cache: Path, home_copy: Path) -> None:
     """Library use (no cache folder) is the reference: the hit prints exactly what it prints."""
-    _formatted(home_copy)
-    hit = _formatted(home_copy)
+    formatted_problems(home_copy)
+    hit = formatted_problems(home_copy)
     resources._CACHE.clear()
-    assert _formatted(home_copy) == hit
+    assert formatted_problems(home_copy) == hit
 
 
 def test_errors_are_never_cached(cache: Path, home_copy: Path) -> None:
     path = home_copy / "cluster.yaml"
     text = path.read_text()
     path.write_text(text.replace("timezone: Europe/Berlin", "timezone: Europe/Nowhere"))
-    first = _formatted(home_copy)
+    first = formatted_problems(home_copy)
     assert any("unknown time zone 'Europe/Nowhere'" in line for line in first)
     assert _entries(cache) == []
-    assert _formatted(home_copy) == first
+    assert formatted_problems(home_copy) == first
 
 
 def test_a_time_zone_gone_from_this_machine_runs_every_rule(cache: Path, home_copy: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    _formatted(home_copy)
+    formatted_problems(home_copy)
     real = zoneinfo.ZoneInfo
 
     def gone(key: str) -> object:
@@ -94,10 +83,10 @@ def test_a_time_zone_gone_from_this_machine_runs_every_rule(cache: Path, home_co
         return real(key)
 
     monkeypatch.setattr(zoneinfo, "ZoneInfo", gone)
-    warm = _formatted(home_copy)
+    warm = formatted_problems(home_copy)
     assert any("unknown time zone 'Europe/Berlin'" in line for line in warm)
     resources._CACHE.clear()
-    assert _formatted(home_copy) == warm  # exactly a cold run's findings
+    assert formatted_problems(home_copy) == warm  # exactly a cold run's findings
 
 
 def _key(home: Path) -> str | None:
@@ -142,7 +131,7 @@ def test_no_cache_folder_no_key(cache: Path) -> None:
 
 def test_more_warnings_round_trip(cache: Path, home_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _warned(home_copy)
-    first = _formatted(home_copy)
+    first = formatted_problems(home_copy)
     assert sum("placeholder MAC address" in line for line in first) == 2, first
     _rules_must_not_run(monkeypatch)
-    assert _formatted(home_copy) == first
+    assert formatted_problems(home_copy) == first

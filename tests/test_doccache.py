@@ -12,26 +12,16 @@ from typing import Any
 
 import pytest
 
+from conftest import formatted_problems
 from hkgen.config import doccache
 from hkgen.config import load as load_module
 from hkgen.config.load import load_bytes, load_file, load_text
 from hkgen.core import fingerprint, resources
-from hkgen.pipeline import validate_cluster
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> object:
-    folder = tmp_path / "cache"
-    resources.set_cache_dir(folder)
-    doccache.forget()
-    yield folder
-    resources._CACHE.clear()
-    doccache.forget()
-
-
-def _formatted(path: Path) -> list[str]:
-    _doc, result = validate_cluster(path)
-    return [p.format() for p in result.problems]
+def cache(hkgen_cache: Path) -> Path:
+    return hkgen_cache
 
 
 def _entries(cache: Path) -> list[Path]:
@@ -48,11 +38,11 @@ def _no_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_clean_cluster_is_read_back_exactly_as_parsed(cache: Path, home_copy: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    first = _formatted(home_copy)
+    first = formatted_problems(home_copy)
     assert len(_entries(cache)) == 2  # cluster.yaml and its secrets file
     parsed = load_bytes((home_copy / "cluster.yaml").read_bytes(), "shown/as.yaml")
     _no_parse(monkeypatch)
-    assert _formatted(home_copy) == first  # the same problems (warnings), located the same
+    assert formatted_problems(home_copy) == first  # the same problems (warnings), located the same
     hit = load_file(home_copy / "cluster.yaml", "shown/as.yaml")
     assert hit == parsed  # data, value positions and key positions
     assert hit.file == "shown/as.yaml"  # the name comes from the caller, not from the cache
@@ -62,15 +52,15 @@ def test_a_clean_cluster_is_read_back_exactly_as_parsed(cache: Path, home_copy: 
 def test_nothing_that_failed_a_check_is_cached(cache: Path, home_copy: Path) -> None:
     path = home_copy / "cluster.yaml"
     path.write_text(path.read_text() + "bogus: 3\n")
-    first = _formatted(home_copy)
+    first = formatted_problems(home_copy)
     assert any("unknown key 'bogus'" in line for line in first)
     assert _entries(cache) == []
-    assert _formatted(home_copy) == first
+    assert formatted_problems(home_copy) == first
     # A secrets file with a plaintext value: the cluster is invalid, neither file is cached.
     path.write_text(path.read_text().replace("bogus: 3\n", ""))
     secrets = home_copy / "secrets.sops.yaml"
     secrets.write_text(secrets.read_text().replace("stringData:\n", "stringData:\n    PLAIN_VALUE: hunter2\n", 1))
-    found = _formatted(home_copy)
+    found = formatted_problems(home_copy)
     assert any("value of PLAIN_VALUE is not encrypted" in line for line in found), found
     assert _entries(cache) == []
 
@@ -82,7 +72,7 @@ def test_decrypted_text_is_never_cached(cache: Path) -> None:
 
 
 def test_changed_bytes_miss(cache: Path, home_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _formatted(home_copy)
+    formatted_problems(home_copy)
     path = home_copy / "cluster.yaml"
     path.write_text("# a comment moves every line\n" + path.read_text())
     _no_parse(monkeypatch)
@@ -93,7 +83,7 @@ def test_changed_bytes_miss(cache: Path, home_copy: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("what", ["code", "PyYAML", "ruamel.yaml"])
 def test_changed_code_or_yaml_reader_misses(cache: Path, home_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                             what: str) -> None:
-    _formatted(home_copy)
+    formatted_problems(home_copy)
     raw = (home_copy / "cluster.yaml").read_bytes()
     assert doccache.lookup(doccache.document_key(raw)) is not None
     if what == "code":
@@ -107,7 +97,7 @@ def test_changed_code_or_yaml_reader_misses(cache: Path, home_copy: Path, monkey
 def test_no_cache_folder_no_cache(home_copy: Path) -> None:
     resources._CACHE.clear()
     assert doccache.document_key(b"x: 1\n") is None
-    _formatted(home_copy)  # library use: neither reads nor writes a cache
+    formatted_problems(home_copy)  # library use: neither reads nor writes a cache
 
 
 def test_own_data_is_cached_by_its_bytes(cache: Path) -> None:

@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from hkgen.areas.parts import Blueprint, Component, OutputFile, freeze
-from hkgen.config.load import load_text
 from hkgen.config.model import Cluster
 from hkgen.render.jinja import Rendered
-from hkgen.validation.validate import validate_document
 from hkgen.verify import k8s as k8s_check
 from hkgen.verify.tree import Built
 
@@ -23,11 +21,8 @@ MINOR = "1.34"
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    text = (Path(__file__).resolve().parents[1] / "clusters" / "home" / "cluster.yaml").read_text()
-    result = validate_document(load_text(text, "cluster.yaml"))
-    assert result.cluster is not None
-    return result.cluster
+def cluster(home_model: Cluster) -> Cluster:
+    return home_model
 
 
 def errors(doc: dict[str, Any]) -> list[str]:

@@ -11,10 +11,8 @@ import pytest
 import yaml
 
 from hkgen.areas.parts import Blueprint, OutputFile, freeze
-from hkgen.config.load import load_text
 from hkgen.config.model import Cluster
 from hkgen.core.errors import Problem
-from hkgen.validation.validate import validate_document
 from hkgen.verify import tree as verify
 
 TEXTS = {
@@ -38,11 +36,8 @@ TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Cluster:
-    text = (Path(__file__).resolve().parents[1] / "clusters" / "home" / "cluster.yaml").read_text()
-    result = validate_document(load_text(text, "cluster.yaml"))
-    assert result.cluster is not None
-    return result.cluster
+def cluster(home_model: Cluster) -> Cluster:
+    return home_model
 
 
 def _composed(blueprint: Blueprint, tree: dict[PurePosixPath, bytes]) -> list[Problem]:
