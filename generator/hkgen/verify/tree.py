@@ -220,7 +220,7 @@ def top_roots(tree: Rendered) -> list[PurePosixPath]:
 
 def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list[Problem]]:
     """Build every kustomization root of `tree` in a scratch copy; parse the output."""
-    from .kustomize import build_all, parse_output
+    from .kustomize import build_all, build_together, parse_output
 
     roots = top_roots(tree)
     if not roots:
@@ -240,6 +240,9 @@ def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list
                 (base / rel.parent).mkdir(parents=True, exist_ok=True)
                 made.add(rel.parent)
             (base / rel).write_bytes(data)
+        together = build_together(base, roots)
+        if together is not None:
+            return [Built(rel, tuple(together[rel])) for rel in roots], []
         results = build_all([base / r for r in roots])
         for rel, result in zip(roots, results, strict=True):
             label = _label(blueprint, rel / "kustomization.yaml")
