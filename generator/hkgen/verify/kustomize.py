@@ -70,12 +70,14 @@ def build(root: Path, deadline: float | None = None) -> BuildResult:
     return BuildResult(root, True, done.stdout, "")
 
 
-def build_all(roots: Sequence[Path]) -> list[BuildResult]:
-    """Build every root, at most MAX_PARALLEL at a time, results in input order."""
+def build_all(roots: Sequence[Path], deadline: float | None = None) -> list[BuildResult]:
+    """Build every root, at most MAX_PARALLEL at a time, results in input order (all by
+    `deadline`, a time.monotonic() value; BUILD_BUDGET from now if not given).
+    """
     if not roots:
         return []
     kustomize_command()  # fail once, early, if no tool exists
-    deadline = time.monotonic() + BUILD_BUDGET
+    deadline = time.monotonic() + BUILD_BUDGET if deadline is None else deadline
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
         return list(pool.map(lambda root: build(root, deadline), roots))
 
@@ -98,9 +100,11 @@ def parse_output(label: str, output: str) -> list[Any]:
                         "check the kustomize/kubectl on PATH") from err
 
 
-def build_together(base: Path, roots: Sequence[PurePosixPath]) -> dict[PurePosixPath, list[Any]] | None:
-    """The documents of every root (folders under `base`), built in one kustomize run and handed
-    back to their roots; None when that run cannot stand for the separate builds (see above).
+def build_together(base: Path, roots: Sequence[PurePosixPath],
+                   deadline: float | None = None) -> dict[PurePosixPath, list[Any]] | None:
+    """The documents of every root (folders under `base`), built in one kustomize run (by
+    `deadline`, as `build_all`) and handed back to their roots; None when that run cannot stand
+    for the separate builds (see above).
     """
     import json
 
@@ -114,7 +118,10 @@ def build_together(base: Path, roots: Sequence[PurePosixPath]) -> dict[PurePosix
     (folder / "kustomization.yaml").write_text(json.dumps({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "buildMetadata": ["originAnnotations"], "resources": [f"../{r}" for r in roots]}))
-    done = run([*kustomize_command(), str(folder)], timeout=BUILD_BUDGET)
+    left = BUILD_BUDGET if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        return None  # the separate builds report the spent budget
+    done = run([*kustomize_command(), str(folder)], timeout=left)
     if done.returncode != 0:
         return None
     out: dict[PurePosixPath, list[Any]] = {r: [] for r in roots}

@@ -11,6 +11,7 @@ Problems name the output file and the template it came from.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -220,7 +221,7 @@ def top_roots(tree: Rendered) -> list[PurePosixPath]:
 
 def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list[Problem]]:
     """Build every kustomization root of `tree` in a scratch copy; parse the output."""
-    from .kustomize import build_all, build_together, parse_output
+    from .kustomize import BUILD_BUDGET, build_all, build_together, parse_output
 
     roots = top_roots(tree)
     if not roots:
@@ -240,10 +241,12 @@ def build_roots(blueprint: Blueprint, tree: Rendered) -> tuple[list[Built], list
                 (base / rel.parent).mkdir(parents=True, exist_ok=True)
                 made.add(rel.parent)
             (base / rel).write_bytes(data)
-        together = build_together(base, roots)
+        # One budget for the shared run and, should it not do, the builds one by one.
+        deadline = time.monotonic() + BUILD_BUDGET
+        together = build_together(base, roots, deadline)
         if together is not None:
             return [Built(rel, tuple(together[rel])) for rel in roots], []
-        results = build_all([base / r for r in roots])
+        results = build_all([base / r for r in roots], deadline)
         for rel, result in zip(roots, results, strict=True):
             label = _label(blueprint, rel / "kustomization.yaml")
             if not result.ok:
